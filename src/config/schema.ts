@@ -1,0 +1,100 @@
+// The configuration: its type, the embedded defaults and how each key's value is read. Keys are
+// snake_case and named as in the file (`[mqtt] max_packet_size`) and the environment
+// (`TIDEMQ_MQTT__MAX_PACKET_SIZE`), so one name is used everywhere.
+import { bool, duration, int, nodeList, nodeName, nonEmptyStr, oneOf, port, qos, size, str } from './values.js';
+import type { ValueSpec } from './values.js';
+
+export interface Config {
+  node: { name: string; data_dir: string; cookie: string };
+  listeners: {
+    bind: string; tcp_port: number; tls_port: number; ws_port: number; wss_port: number; proxy_protocol: boolean;
+    tls_cert_file: string; tls_key_file: string; tls_ca_file: string;
+  };
+  mqtt: {
+    max_packet_size: number; max_connect_size: number; max_keepalive: number; idle_timeout: number; /* seconds: the CONNECT deadline */
+    max_inflight: number; max_queued: number; max_queued_bytes: number; max_connections: number; max_conn_rate: number; max_conn_burst: number;
+    max_topic_levels: number; max_client_id_length: number; max_topic_alias: number; session_expiry_max: number; /* seconds */
+    retain_available: boolean; max_qos: 0 | 1 | 2; wildcard_subscriptions: boolean; shared_subscriptions: boolean; subscription_identifiers: boolean;
+  };
+  auth: { allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny' };
+  management: { port: number; bind: string; username: string; password: string };
+  cluster: { port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+}
+
+/** The `tidemq start` flags of SPEC 13. */
+export interface StartFlags {
+  config?: string; node?: string; portOffset?: number; mqttPort?: number; tlsPort?: number; wsPort?: number; wssPort?: number;
+  mgmtPort?: number; clusterPort?: number; dataDir?: string; join?: string[]; cookie?: string;
+}
+
+/** A bad configuration; the message names the key and the expected form. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Section = keyof Config;
+export type Schema = { readonly [S in Section]: { readonly [K in keyof Config[S]]: ValueSpec<Config[S][K]> } };
+
+const MQTT_MAX_PACKET = 268_435_455; // the largest remaining length MQTT can encode
+const U32 = 4_294_967_295;
+
+export const SCHEMA: Schema = {
+  node: { name: nodeName(), data_dir: nonEmptyStr(), cookie: nonEmptyStr() },
+  listeners: {
+    bind: nonEmptyStr(), tcp_port: port(), tls_port: port(), ws_port: port(), wss_port: port(), proxy_protocol: bool(),
+    tls_cert_file: str(), tls_key_file: str(), tls_ca_file: str(),
+  },
+  mqtt: {
+    max_packet_size: size(2, MQTT_MAX_PACKET), max_connect_size: size(2, MQTT_MAX_PACKET), max_keepalive: int(0, 65535),
+    idle_timeout: duration(86400), max_inflight: int(1, 65535), max_queued: int(0, U32), max_queued_bytes: size(0, Number.MAX_SAFE_INTEGER),
+    max_connections: int(1, U32), max_conn_rate: int(0, U32), max_conn_burst: int(0, U32), max_topic_levels: int(1, 65535),
+    max_client_id_length: int(1, 65535), max_topic_alias: int(0, 65535), session_expiry_max: duration(U32),
+    retain_available: bool(), max_qos: qos(), wildcard_subscriptions: bool(), shared_subscriptions: bool(), subscription_identifiers: bool(),
+  },
+  auth: { allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']) },
+  management: { port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr() },
+  cluster: {
+    port: port(), discovery: oneOf(['manual', 'static', 'dns']), seeds: nodeList(), dns_name: str(),
+    autoclean: duration(U32), autoheal: bool(), rpc_timeout: duration(86400),
+  },
+  log: { level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) },
+};
+
+export const DEFAULT_NODE_NAME = 'tidemq@127.0.0.1';
+export const CLUSTER_BASE_PORT = 4370;
+
+/** `4370 + N`, N the numeric suffix of the name before '@' (`tidemq2@h` and `tidemq-2@h` -> 4372). */
+export function defaultClusterPort(name: string): number {
+  const m = /(\d+)$/.exec(name.slice(0, name.indexOf('@')));
+  return CLUSTER_BASE_PORT + (m ? Number(m[1]) : 0);
+}
+
+export function defaultDataDir(name: string): string {
+  return `./data/${name}`;
+}
+
+/** The embedded defaults: one node on localhost, anonymous access, management on loopback. */
+export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
+  return {
+    node: { name, data_dir: defaultDataDir(name), cookie: 'tidemqsecretcookie' },
+    listeners: {
+      bind: '127.0.0.1', tcp_port: 1883, tls_port: 8883, ws_port: 8083, wss_port: 8084, proxy_protocol: false,
+      tls_cert_file: '', tls_key_file: '', tls_ca_file: '',
+    },
+    mqtt: {
+      max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15,
+      max_inflight: 32, max_queued: 1000, max_queued_bytes: 64 * 1024 * 1024, max_connections: 1_000_000,
+      max_conn_rate: 0, max_conn_burst: 0, max_topic_levels: 128, max_client_id_length: 65535, max_topic_alias: 65535,
+      session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
+      shared_subscriptions: true, subscription_identifiers: true,
+    },
+    auth: { allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow' },
+    management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public' },
+    cluster: { port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15 },
+    log: { level: 'info' },
+  };
+}
