@@ -1,0 +1,339 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { encodePacket } from '../mqtt/encode.js';
+import { PacketType, type Properties, type ProtocolVersion, type QoS } from '../mqtt/packets.js';
+import { parseSharedFilter } from '../mqtt/topic.js';
+import type { Acl } from './acl.js';
+import type { Authenticator } from './auth.js';
+import { ownPayload, type Message } from './message.js';
+import { RetainedTree } from './retained-tree.js';
+import { Session, type SessionLimits, type SessionOwner, type SubscriptionOptions, type WillState } from './session.js';
+import { BrokerStats } from './stats.js';
+import { SubscriptionTrie } from './subscription-trie.js';
+import { TimerWheel, WheelTimer } from './timer-wheel.js';
+
+/** A session's subscription as the trie holds it. */
+interface Subscriber {
+  kind: 0;
+  session: Session;
+  options: SubscriptionOptions;
+}
+
+/** One `$share/group/filter`: each message goes to one member, round robin [MQTT-4.8.2-3]. */
+interface SharedGroup {
+  kind: 1;
+  members: Subscriber[];
+  next: number;
+}
+
+type TrieEntry = Subscriber | SharedGroup;
+
+/** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?] (0xFFFFFFFF). */
+export const NEVER_EXPIRES = 0xffffffff;
+
+/** What a connection asks for when it opens a session. */
+export interface SessionRequest {
+  clientId: string;
+  cleanStart: boolean;
+  expiryInterval: number;
+  will: WillState | undefined;
+}
+
+/** A live client connection, whatever carries it (TCP, WebSocket). */
+export interface ClientConnection extends SessionOwner {
+  readonly clientId: string;
+  /** Ends the connection for a takeover: 5.0 DISCONNECT 0x8E, no will (SPEC 4). */
+  takenOver(): void;
+  /** Server-initiated end: 5.0 DISCONNECT `reason` (+ properties), 3.x close. */
+  disconnect(reason: number, publishWill: boolean, properties?: Properties): void;
+}
+
+/**
+ * One node's broker state: sessions, the subscription trie, retained messages and wills. It
+ * routes a message to local sessions; connections (protocol.ts) call into it.
+ */
+export class Broker {
+  readonly sessions = new Map<string, Session>();
+  /** Every open connection, from accept to close (also those still before CONNECT). */
+  readonly connections = new Set<ClientConnection>();
+  readonly subscriptions = new SubscriptionTrie<TrieEntry>();
+  readonly retained = new RetainedTree<Message>();
+  readonly stats = new BrokerStats();
+  readonly limits: SessionLimits;
+  /** CONNACKs for the common case, built once: [3.1, 3.1.1 no session, 3.1.1 session, 5.0 no session, 5.0 session]. */
+  private readonly connacks: Buffer[];
+  /** CONNACK properties every 5.0 client gets: our limits and what we do not support. */
+  private readonly connackProperties: Properties;
+  /** The message being routed by publish(); the trie visitor reads it instead of a closure. */
+  private routing: Message | null = null;
+  private routed = 0;
+
+  constructor(
+    readonly config: Config,
+    readonly wheel: TimerWheel,
+    readonly authenticator: Authenticator,
+    readonly acl: Acl,
+    readonly log: Logger,
+  ) {
+    this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes };
+    const mqtt = config.mqtt;
+    const p: Properties = {};
+    if (mqtt.max_inflight < 65535) p.receiveMaximum = mqtt.max_inflight;
+    p.maximumPacketSize = mqtt.max_packet_size;
+    if (mqtt.max_topic_alias > 0) p.topicAliasMaximum = mqtt.max_topic_alias;
+    if (mqtt.max_qos < 2) p.maximumQoS = mqtt.max_qos;
+    if (!mqtt.retain_available) p.retainAvailable = 0;
+    if (!mqtt.wildcard_subscriptions) p.wildcardSubscriptionAvailable = 0;
+    if (!mqtt.subscription_identifiers) p.subscriptionIdentifiersAvailable = 0;
+    if (!mqtt.shared_subscriptions) p.sharedSubscriptionAvailable = 0;
+    this.connackProperties = p;
+    const build = (version: ProtocolVersion, sessionPresent: boolean): Buffer =>
+      encodePacket({ type: PacketType.CONNACK, sessionPresent, reasonCode: 0, properties: version === 5 ? p : undefined }, version);
+    this.connacks = [build(3, false), build(4, false), build(4, true), build(5, false), build(5, true)];
+  }
+
+  /** A successful CONNACK; prebuilt unless this connection needs `extra` 5.0 properties. */
+  connack(version: ProtocolVersion, sessionPresent: boolean, extra: Properties | undefined): Buffer {
+    if (extra !== undefined) {
+      return encodePacket({ type: PacketType.CONNACK, sessionPresent, reasonCode: 0, properties: { ...this.connackProperties, ...extra } }, version);
+    }
+    const i = version === 3 ? 0 : (version === 4 ? 1 : 3) + (sessionPresent ? 1 : 0);
+    return this.connacks[i] as Buffer;
+  }
+
+  /** A client id for a 5.0 client that sent none [MQTT-3.1.3-6]; unique across nodes. */
+  assignClientId(): string {
+    return `auto-${randomUUID()}`;
+  }
+
+  /**
+   * Routes one message to every matching local subscription and updates the retained store.
+   * Returns how many subscriptions it matched.
+   */
+  publish(message: Message): number {
+    if (message.retain) this.retain(message);
+    if (this.routing !== null) throw new Error('publish() re-entered while routing');
+    this.routing = message;
+    this.routed = 0;
+    try {
+      this.subscriptions.match(message.topic, this, visitEntry);
+    } finally {
+      this.routing = null;
+    }
+    this.stats.messagesRouted++;
+    return this.routed;
+  }
+
+  private retain(message: Message): void {
+    // [MQTT-3.3.1-6] a zero-length retained payload removes the retained message.
+    if (message.payload.length === 0) {
+      this.retained.delete(message.topic);
+      return;
+    }
+    ownPayload(message);
+    this.retained.set(message.topic, message);
+  }
+
+  /** @internal Called for each matching trie entry by visitEntry. */
+  deliverTo(sub: Subscriber): void {
+    const message = this.routing as Message;
+    const options = sub.options;
+    if (options.noLocal && sub.session.clientId === message.from) return; // [MQTT-3.8.3-3]
+    this.routed++;
+    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+    const retain = options.retainAsPublished && message.retain;
+    sub.session.deliver(message, qos, retain, options.subscriptionId, this.limits, this.stats);
+  }
+
+  /**
+   * Opens the session for a connection that has passed authentication: takes it from a live
+   * connection if there is one, resumes or replaces it per Clean Start [MQTT-3.1.2-4]
+   * [MQTT-3.1.2-5]. The caller attaches its connection after sending CONNACK.
+   */
+  openSession(req: SessionRequest, now: number): { session: Session; present: boolean } {
+    let session = this.sessions.get(req.clientId);
+    if (session !== undefined) {
+      const owner = session.owner;
+      if (owner !== null) {
+        (owner as ClientConnection).takenOver();
+        this.stats.sessionsTakenOver++;
+      }
+      this.cancelTimers(session);
+      if (req.cleanStart) {
+        // The old session ends here: a will still waiting for its delay is due now [MQTT-3.1.3-9].
+        if (session.will !== undefined && owner === null) this.publishWill(session);
+        this.discard(session);
+        session = undefined;
+      } else {
+        // Resumed before the will delay ran out: the will is not sent [MQTT-3.1.3-9].
+        this.stats.sessionsResumed++;
+      }
+    }
+    const present = session !== undefined;
+    if (session === undefined) {
+      session = new Session(req.clientId, req.expiryInterval, now);
+      this.sessions.set(req.clientId, session);
+      this.stats.sessionsCreated++;
+    }
+    session.expiryInterval = req.expiryInterval;
+    session.will = req.will;
+    return { session, present };
+  }
+
+  /**
+   * A session's connection has ended. A session with expiry 0 ends now; otherwise it waits,
+   * disconnected, for its expiry. With `publishWill`, the will goes out now or after its delay,
+   * whichever of delay and session end comes first [MQTT-3.1.3-9]; without, it is dropped
+   * (normal DISCONNECT [MQTT-3.14.4-3], or a takeover).
+   */
+  closeSession(session: Session, publishWill: boolean, now: number): void {
+    session.detach(now);
+    if (!publishWill) session.will = undefined;
+    if (session.expiryInterval === 0) {
+      if (session.will !== undefined) this.publishWill(session);
+      this.discard(session);
+      return;
+    }
+    if (session.expiryInterval !== NEVER_EXPIRES) {
+      session.expiryTimer ??= new WheelTimer(() => this.expire(session));
+      this.wheel.schedule(session.expiryTimer, now + session.expiryInterval * 1000);
+    }
+    const will = session.will;
+    if (will !== undefined) {
+      if (will.delay === 0) this.publishWill(session);
+      else {
+        session.willTimer ??= new WheelTimer(() => this.publishWill(session));
+        this.wheel.schedule(session.willTimer, now + will.delay * 1000);
+      }
+    }
+  }
+
+  private expire(session: Session): void {
+    if (session.owner !== null || this.sessions.get(session.clientId) !== session) return;
+    if (session.will !== undefined) this.publishWill(session);
+    this.discard(session);
+    this.stats.sessionsExpired++;
+  }
+
+  private publishWill(session: Session): void {
+    const will = session.will;
+    if (will === undefined) return;
+    session.will = undefined;
+    if (session.willTimer !== null) this.wheel.cancel(session.willTimer);
+    let properties: Properties | undefined;
+    let expiresAt = 0;
+    if (will.properties !== undefined) {
+      const { willDelayInterval: _delay, ...rest } = will.properties;
+      properties = rest;
+      if (rest.messageExpiryInterval !== undefined) expiresAt = Date.now() + rest.messageExpiryInterval * 1000;
+    }
+    this.stats.willsPublished++;
+    this.publish({ topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties, expiresAt, from: session.clientId, owned: true });
+  }
+
+  /** Removes a session and all its subscriptions. */
+  private discard(session: Session): void {
+    this.cancelTimers(session);
+    for (const filter of session.subscriptions.keys()) this.removeSubscription(session, filter);
+    session.subscriptions.clear();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+  }
+
+  private cancelTimers(session: Session): void {
+    if (session.expiryTimer !== null) this.wheel.cancel(session.expiryTimer);
+    if (session.willTimer !== null) this.wheel.cancel(session.willTimer);
+  }
+
+  /**
+   * Adds or replaces a subscription ([MQTT-3.8.4-3]: a repeated filter replaces the old one).
+   * `filter` is valid (possibly `$share/group/f`). Returns whether it existed before.
+   */
+  subscribe(session: Session, filter: string, options: SubscriptionOptions): boolean {
+    const existed = session.subscriptions.has(filter);
+    session.subscriptions.set(filter, options);
+    const sub: Subscriber = { kind: 0, session, options };
+    const shared = parseSharedFilter(filter);
+    if (typeof shared === 'object') {
+      const key = `$share/${shared.group}`;
+      let group = this.subscriptions.get(shared.filter, key);
+      if (group === undefined || group.kind !== 1) {
+        group = { kind: 1, members: [], next: 0 };
+        this.subscriptions.add(shared.filter, key, group);
+      }
+      const i = group.members.findIndex((m) => m.session === session);
+      if (i >= 0) group.members[i] = sub;
+      else group.members.push(sub);
+    } else {
+      this.subscriptions.add(filter, session.clientId, sub);
+    }
+    return existed;
+  }
+
+  unsubscribe(session: Session, filter: string): boolean {
+    if (!session.subscriptions.delete(filter)) return false;
+    this.removeSubscription(session, filter);
+    return true;
+  }
+
+  private removeSubscription(session: Session, filter: string): void {
+    const shared = parseSharedFilter(filter);
+    if (typeof shared !== 'object') {
+      this.subscriptions.remove(filter, session.clientId);
+      return;
+    }
+    const key = `$share/${shared.group}`;
+    const group = this.subscriptions.get(shared.filter, key);
+    if (group === undefined || group.kind !== 1) return;
+    group.members = group.members.filter((m) => m.session !== session);
+    if (group.members.length === 0) this.subscriptions.remove(shared.filter, key);
+  }
+
+  /** Sends the retained messages matching a new subscription (not for shared ones). */
+  sendRetained(session: Session, filter: string, options: SubscriptionOptions): void {
+    this.retainedTarget = { session, options };
+    try {
+      this.retained.match(filter, this, visitRetained);
+    } finally {
+      this.retainedTarget = null;
+    }
+  }
+
+  private retainedTarget: { session: Session; options: SubscriptionOptions } | null = null;
+
+  /** @internal Called for each matching retained message by visitRetained. */
+  deliverRetained(message: Message): void {
+    const target = this.retainedTarget;
+    if (target === null) return;
+    if (message.expiresAt !== 0 && message.expiresAt <= Date.now()) {
+      this.retained.delete(message.topic);
+      return;
+    }
+    const qos = (message.qos < target.options.qos ? message.qos : target.options.qos) as QoS;
+    // Sent because of a new subscription: the retain flag is set [MQTT-3.3.1-9].
+    target.session.deliver(message, qos, true, target.options.subscriptionId, this.limits, this.stats);
+  }
+}
+
+function visitEntry(broker: Broker, entry: TrieEntry): void {
+  if (entry.kind === 0) {
+    broker.deliverTo(entry);
+    return;
+  }
+  // Prefer a connected member; a group of offline members still gets one copy, queued.
+  const members = entry.members;
+  const n = members.length;
+  for (let i = 0; i < n; i++) {
+    const m = members[(entry.next + i) % n] as Subscriber;
+    if (m.session.owner !== null || i === n - 1) {
+      entry.next = (entry.next + i + 1) % n;
+      broker.deliverTo(m);
+      return;
+    }
+  }
+}
+
+function visitRetained(broker: Broker, _topic: string, message: Message): void {
+  broker.deliverRetained(message);
+}

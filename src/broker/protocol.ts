@@ -1,0 +1,554 @@
+// One client connection's MQTT state machine. It reads frames, decides, and drives an abstract
+// Transport (TCP socket, WebSocket, or a test double): the whole protocol runs on bytes, without
+// sockets, and the session it serves is plain data that can move.
+import { decodeConnect, decodePacket, decodePublish, UnsupportedVersionError } from '../mqtt/decode.js';
+import { encodeAck, encodePacket, encodePublishHeader } from '../mqtt/encode.js';
+import { ProtocolError } from '../mqtt/errors.js';
+import { FrameReader, type FrameHandler } from '../mqtt/frame-reader.js';
+import {
+  PacketType,
+  type AckPacket,
+  type ConnectPacket,
+  type DisconnectPacket,
+  type Properties,
+  type ProtocolVersion,
+  type PublishPacket,
+  type SubscribePacket,
+  type UnsubscribePacket,
+} from '../mqtt/packets.js';
+import { connackReturnCodeV3, ReasonCode } from '../mqtt/reason-codes.js';
+import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
+import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
+import { outgoingProperties } from './message.js';
+import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
+import { WheelTimer } from './timer-wheel.js';
+
+/** What the protocol needs from the connection's I/O owner. */
+export interface Transport {
+  write(buf: Buffer): void;
+  /** One PUBLISH: a fresh header and the shared payload, without copying the payload. */
+  writePublish(header: Buffer, payload: Buffer): void;
+  /** Bytes accepted by write() and not yet handed to the kernel. */
+  readonly backlog: number;
+  /** Flushes what was written, then closes. */
+  end(): void;
+  readonly remoteAddress: string;
+}
+
+const enum State {
+  AwaitingConnect,
+  Authenticating,
+  Connected,
+  Closed,
+}
+
+/** A client keepalive is up after 1.5 times its interval [MQTT-3.1.2-24]. */
+const KEEPALIVE_GRACE = 1.5;
+/** Frames a client may pipeline behind CONNECT while a password check runs. */
+const MAX_PENDING_FRAMES = 64;
+/** Bytes of unsent output after which QoS 0 to this client is dropped and QoS 1/2 waits. */
+const MAX_BACKLOG = 4 * 1024 * 1024;
+
+const PINGRESP = Buffer.from([0xd0, 0x00]);
+
+export class Protocol implements FrameHandler, ClientConnection {
+  private state = State.AwaitingConnect;
+  private version: ProtocolVersion = 4;
+  private readonly reader: FrameReader;
+  private readonly timer: WheelTimer;
+  private keepaliveMs = 0;
+  private lastReceived: number;
+  clientId = '';
+  username: string | undefined = undefined;
+  session: Session | null = null;
+  /** Outgoing QoS 1/2 window (min of the client's Receive Maximum and our max inflight). */
+  sendWindow: number;
+  private clientMaxPacketSize = 0;
+  private clientTopicAliasMax = 0;
+  private aliasesIn: Map<number, string> | null = null;
+  private aliasesOut: Map<string, number> | null = null;
+  private pending: Array<[number, Buffer]> | null = null;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly transport: Transport,
+    now: number,
+  ) {
+    const mqtt = broker.config.mqtt;
+    this.reader = new FrameReader(this, mqtt.max_connect_size, mqtt.max_packet_size);
+    this.sendWindow = mqtt.max_inflight;
+    this.lastReceived = now;
+    this.timer = new WheelTimer((t) => this.onTimer(t));
+    broker.wheel.schedule(this.timer, now + mqtt.idle_timeout * 1000);
+    broker.connections.add(this);
+  }
+
+  get congested(): boolean {
+    return this.transport.backlog > MAX_BACKLOG;
+  }
+
+  get connected(): boolean {
+    return this.state === State.Connected;
+  }
+
+  get protocolVersion(): ProtocolVersion {
+    return this.version;
+  }
+
+  /** Socket bytes in. Any violation ends this connection only. */
+  receive(chunk: Buffer): void {
+    if (this.state === State.Closed) return;
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  onFrame(header: number, body: Buffer): boolean {
+    this.lastReceived = Date.now();
+    switch (this.state) {
+      case State.Connected:
+        this.onPacket(header, body);
+        break;
+      case State.AwaitingConnect:
+        this.onConnect(decodeConnect(body));
+        break;
+      case State.Authenticating:
+        // Clients may send before CONNACK arrives; keep a bounded backlog until auth decides.
+        if (this.pending === null || this.pending.length >= MAX_PENDING_FRAMES) {
+          throw new ProtocolError(ReasonCode.QuotaExceeded, 'too many packets before CONNACK');
+        }
+        this.pending.push([header, body]);
+        break;
+      case State.Closed:
+        break;
+    }
+    return this.state !== State.Closed;
+  }
+
+  private onPacket(header: number, body: Buffer): void {
+    if (header >> 4 === PacketType.PUBLISH) {
+      this.onPublish(decodePublish(header, body, this.version));
+      return;
+    }
+    const packet = decodePacket(header, body, this.version);
+    switch (packet.type) {
+      case PacketType.PUBACK:
+      case PacketType.PUBCOMP:
+        (this.session as Session).complete(packet.packetId);
+        break;
+      case PacketType.PUBREC:
+        this.onPubrec(packet);
+        break;
+      case PacketType.PUBREL:
+        this.onPubrel(packet);
+        break;
+      case PacketType.SUBSCRIBE:
+        this.onSubscribe(packet);
+        break;
+      case PacketType.UNSUBSCRIBE:
+        this.onUnsubscribe(packet);
+        break;
+      case PacketType.PINGREQ:
+        this.transport.write(PINGRESP);
+        break;
+      case PacketType.DISCONNECT:
+        this.onDisconnect(packet);
+        break;
+      case PacketType.CONNECT:
+        throw new ProtocolError(ReasonCode.ProtocolError, 'second CONNECT'); // [MQTT-3.1.0-2]
+      case PacketType.AUTH:
+        // No enhanced authentication method is offered, so AUTH is never expected [MQTT-4.12.0-1].
+        throw new ProtocolError(ReasonCode.ProtocolError, 'AUTH without an authentication method');
+      default:
+        throw new ProtocolError(ReasonCode.ProtocolError, `packet type ${packet.type} is sent by servers only`);
+    }
+  }
+
+  // ---- CONNECT ----------------------------------------------------------------------------
+
+  private onConnect(c: ConnectPacket): void {
+    this.version = c.protocolVersion;
+    const mqtt = this.broker.config.mqtt;
+    let clientId = c.clientId;
+    let assigned = false;
+    if (clientId.length === 0) {
+      // [MQTT-3.1.3-8] 3.1.1 needs Clean Session for an empty id; 3.1 needs an id.
+      if (this.version === 3 || (this.version === 4 && !c.cleanStart)) {
+        this.refuse(ReasonCode.ClientIdentifierNotValid, 'empty client id');
+        return;
+      }
+      clientId = this.broker.assignClientId();
+      assigned = this.version === 5; // [MQTT-3.2.2-16]
+    } else if (clientId.length > mqtt.max_client_id_length) {
+      this.refuse(ReasonCode.ClientIdentifierNotValid, 'client id too long');
+      return;
+    }
+    const props = c.properties;
+    if (props?.authenticationMethod !== undefined) {
+      this.refuse(ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
+      return;
+    }
+    const will = c.will;
+    if (will !== undefined) {
+      const why = topicNameError(will.topic, mqtt.max_topic_levels);
+      if (why !== undefined) return this.refuse(ReasonCode.TopicNameInvalid, `will topic: ${why}`);
+      if (will.qos > mqtt.max_qos) return this.refuse(ReasonCode.QoSNotSupported, 'will QoS not supported'); // [MQTT-3.2.2-12]
+      if (will.retain && !mqtt.retain_available) return this.refuse(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
+    }
+    this.clientId = clientId;
+    this.username = c.username;
+    const verdict = this.broker.authenticator.authenticate(clientId, c.username, c.password);
+    if (verdict === true) this.accept(c, assigned);
+    else if (verdict === false) this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+    else {
+      this.state = State.Authenticating;
+      this.pending = [];
+      verdict.then(
+        (ok) => {
+          if (this.state !== State.Authenticating) return;
+          if (!ok) return this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+          this.accept(c, assigned);
+          this.replayPending();
+        },
+        (err: unknown) => {
+          this.broker.log.error({ err, clientId }, 'authentication error');
+          if (this.state === State.Authenticating) this.refuse(ReasonCode.UnspecifiedError, 'authentication error');
+        },
+      );
+    }
+  }
+
+  private accept(c: ConnectPacket, assigned: boolean): void {
+    const mqtt = this.broker.config.mqtt;
+    const props = c.properties;
+    const now = Date.now();
+    let expiry: number;
+    if (this.version === 5) expiry = props?.sessionExpiryInterval ?? 0;
+    else expiry = c.cleanStart ? 0 : NEVER_EXPIRES; // 3.x: a persistent session lasts until cleaned
+    const cappedExpiry = Math.min(expiry, mqtt.session_expiry_max);
+    let will: WillState | undefined;
+    if (c.will !== undefined) will = { ...c.will, delay: c.will.properties?.willDelayInterval ?? 0 };
+    if (props !== undefined) {
+      if (props.receiveMaximum !== undefined) this.sendWindow = Math.min(props.receiveMaximum, mqtt.max_inflight);
+      this.clientMaxPacketSize = props.maximumPacketSize ?? 0;
+      this.clientTopicAliasMax = props.topicAliasMaximum ?? 0;
+    }
+    this.reader.maxPacketSize = mqtt.max_packet_size;
+
+    const { session, present } = this.broker.openSession(
+      { clientId: this.clientId, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
+      now,
+    );
+    this.session = session;
+    this.state = State.Connected;
+
+    let keepalive = c.keepalive;
+    let serverKeepAlive: number | undefined;
+    if (this.version === 5 && (keepalive > mqtt.max_keepalive || (keepalive === 0 && mqtt.max_keepalive < 65535))) {
+      // Server Keep Alive tells a 5.0 client the interval it must use [MQTT-3.2.2-21]; a 3.x
+      // client cannot be told, so it keeps its own.
+      keepalive = mqtt.max_keepalive;
+      serverKeepAlive = keepalive;
+    }
+    this.keepaliveMs = keepalive * 1000;
+
+    let extra: Properties | undefined;
+    if (this.version === 5 && (assigned || serverKeepAlive !== undefined || cappedExpiry !== expiry)) {
+      extra = {};
+      if (assigned) extra.assignedClientIdentifier = this.clientId;
+      if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
+      if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
+    }
+    this.transport.write(this.broker.connack(this.version, present, extra));
+    this.broker.stats.connectionsAccepted++;
+    this.scheduleKeepalive(now);
+    session.attach(this);
+  }
+
+  private replayPending(): void {
+    const pending = this.pending ?? [];
+    this.pending = null;
+    try {
+      for (const [header, body] of pending) {
+        if (this.state !== State.Connected) return;
+        this.onPacket(header, body);
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** CONNACK with an error, then close: the session was never opened. */
+  private refuse(reason: number, why: string): void {
+    this.broker.stats.countConnectRefused(reason);
+    this.broker.log.debug({ clientId: this.clientId, reason, why }, 'connect refused');
+    const code = this.version === 5 ? reason : connackReturnCodeV3(reason);
+    this.transport.write(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code }, this.version));
+    this.close(false);
+  }
+
+  // ---- PUBLISH in ---------------------------------------------------------------------------
+
+  private onPublish(p: PublishPacket): void {
+    const mqtt = this.broker.config.mqtt;
+    const session = this.session as Session;
+    let topic = p.topic;
+    let properties = p.properties;
+    if (properties !== undefined) {
+      const alias = properties.topicAlias;
+      if (alias !== undefined) {
+        if (alias > mqtt.max_topic_alias) throw new ProtocolError(ReasonCode.TopicAliasInvalid, 'topic alias out of range'); // [MQTT-3.3.2-9]
+        if (topic.length > 0) (this.aliasesIn ??= new Map()).set(alias, topic);
+        else {
+          const known = this.aliasesIn?.get(alias);
+          if (known === undefined) throw new ProtocolError(ReasonCode.ProtocolError, 'unknown topic alias');
+          topic = known;
+        }
+        const { topicAlias: _alias, ...rest } = properties;
+        properties = rest;
+      }
+      if (properties.subscriptionIdentifiers !== undefined) {
+        throw new ProtocolError(ReasonCode.ProtocolError, 'Subscription Identifier in a client PUBLISH'); // [MQTT-3.3.4-6]
+      }
+    }
+    const why = topicNameError(topic, mqtt.max_topic_levels);
+    if (why !== undefined) throw new ProtocolError(ReasonCode.TopicNameInvalid, why);
+    if (p.qos > mqtt.max_qos) throw new ProtocolError(ReasonCode.QoSNotSupported, 'QoS not supported'); // [MQTT-3.2.2-11]
+    if (p.retain && !mqtt.retain_available) throw new ProtocolError(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-14]
+
+    if (p.qos === 2) {
+      if (session.incomingQos2.has(p.packetId)) {
+        // A resent QoS 2 PUBLISH already routed: acknowledge again, deliver nothing [MQTT-4.3.3-9].
+        this.transport.write(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version));
+        return;
+      }
+      if (session.incomingQos2.size >= mqtt.max_inflight) {
+        throw new ProtocolError(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded'); // [MQTT-3.3.4-9]
+      }
+    }
+    let reason = 0;
+    if (this.broker.acl.check('publish', this.clientId, this.username, topic)) {
+      const expiry = properties?.messageExpiryInterval;
+      const matched = this.broker.publish({
+        topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        properties,
+        expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
+        from: this.clientId,
+        owned: false,
+      });
+      if (matched === 0 && this.version === 5) reason = ReasonCode.NoMatchingSubscribers;
+    } else {
+      this.broker.stats.publishDenied++;
+      // 5.0 says why; 3.1.1 has no way to, so the message is dropped and acknowledged.
+      if (this.version === 5) reason = ReasonCode.NotAuthorized;
+    }
+    if (p.qos === 1) this.transport.write(encodeAck(PacketType.PUBACK, p.packetId, reason, this.version));
+    else if (p.qos === 2) {
+      if (reason < 0x80) session.incomingQos2.add(p.packetId);
+      this.transport.write(encodeAck(PacketType.PUBREC, p.packetId, reason, this.version));
+    }
+  }
+
+  private onPubrel(p: AckPacket): void {
+    const found = (this.session as Session).incomingQos2.delete(p.packetId);
+    const reason = found || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
+    this.transport.write(encodeAck(PacketType.PUBCOMP, p.packetId, reason, this.version));
+  }
+
+  private onPubrec(p: AckPacket): void {
+    const session = this.session as Session;
+    if (p.reasonCode >= 0x80) {
+      session.complete(p.packetId); // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
+      return;
+    }
+    const known = session.received(p.packetId);
+    const reason = known || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
+    this.transport.write(encodeAck(PacketType.PUBREL, p.packetId, reason, this.version));
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------------
+
+  private onSubscribe(p: SubscribePacket): void {
+    const mqtt = this.broker.config.mqtt;
+    const session = this.session as Session;
+    const subscriptionId = p.properties?.subscriptionIdentifiers?.[0] ?? 0;
+    const codes: number[] = [];
+    const granted: Array<[string, SubscriptionOptions, boolean]> = [];
+    for (const req of p.subscriptions) {
+      const shared = parseSharedFilter(req.filter);
+      const filter = typeof shared === 'object' ? shared.filter : req.filter;
+      let code: number = Math.min(req.qos, mqtt.max_qos);
+      if (typeof shared === 'string' || topicFilterError(filter, mqtt.max_topic_levels) !== undefined) {
+        code = ReasonCode.TopicFilterInvalid;
+      } else if (shared !== undefined && req.noLocal) {
+        throw new ProtocolError(ReasonCode.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
+      } else if (shared !== undefined && !mqtt.shared_subscriptions) {
+        code = ReasonCode.SharedSubscriptionsNotSupported;
+      } else if (!mqtt.wildcard_subscriptions && /[+#]/.test(filter)) {
+        code = ReasonCode.WildcardSubscriptionsNotSupported;
+      } else if (subscriptionId !== 0 && !mqtt.subscription_identifiers) {
+        code = ReasonCode.SubscriptionIdentifiersNotSupported;
+      } else if (!this.broker.acl.check('subscribe', this.clientId, this.username, req.filter)) {
+        code = ReasonCode.NotAuthorized;
+      }
+      if (code < 0x80) {
+        const options: SubscriptionOptions = {
+          qos: code as 0 | 1 | 2,
+          noLocal: req.noLocal,
+          retainAsPublished: req.retainAsPublished,
+          retainHandling: req.retainHandling,
+          subscriptionId,
+        };
+        const existed = this.broker.subscribe(session, req.filter, options);
+        // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared subscriptions.
+        const sendRetained = shared === undefined && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed));
+        if (sendRetained) granted.push([filter, options, true]);
+      }
+      codes.push(this.version === 5 || code < 0x80 ? code : 0x80); // 3.x has one failure code
+    }
+    this.transport.write(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
+    for (const [filter, options] of granted) this.broker.sendRetained(session, filter, options);
+  }
+
+  private onUnsubscribe(p: UnsubscribePacket): void {
+    const session = this.session as Session;
+    const codes = p.filters.map((f) => (this.broker.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
+    this.transport.write(
+      encodePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : [] }, this.version),
+    );
+  }
+
+  // ---- DISCONNECT and endings --------------------------------------------------------------
+
+  private onDisconnect(p: DisconnectPacket): void {
+    const session = this.session as Session;
+    const expiry = p.properties?.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      // [MQTT-3.14.2-2] a session that was to end with the connection cannot be extended now.
+      if (session.expiryInterval === 0 && expiry !== 0) {
+        throw new ProtocolError(ReasonCode.ProtocolError, 'Session Expiry Interval set on DISCONNECT after 0');
+      }
+      session.expiryInterval = Math.min(expiry, this.broker.config.mqtt.session_expiry_max);
+    }
+    // 0x04 asks for the will; any other DISCONNECT deletes it [MQTT-3.14.4-3].
+    this.close(p.reasonCode === ReasonCode.DisconnectWithWill);
+  }
+
+  /** Another connection took the session: 5.0 DISCONNECT 0x8E, and no will (SPEC 4). */
+  takenOver(): void {
+    this.disconnect(ReasonCode.SessionTakenOver, false);
+  }
+
+  /**
+   * Server-initiated disconnect: 5.0 gets a DISCONNECT with `reason` (and `properties`, e.g. a
+   * Server Reference), 3.x is closed.
+   */
+  disconnect(reason: number, publishWill: boolean, properties?: Properties): void {
+    if (this.state === State.Closed) return;
+    if (this.version === 5 && this.state === State.Connected) {
+      this.transport.write(encodePacket({ type: PacketType.DISCONNECT, reasonCode: reason, properties }, 5));
+    }
+    this.close(publishWill);
+  }
+
+  /** The one exit for bad input: reason code on the wire (5.0), a counter, a log line. */
+  private fail(err: unknown): void {
+    if (!(err instanceof ProtocolError)) {
+      this.broker.log.error({ err, clientId: this.clientId }, 'internal error handling a packet');
+      this.disconnect(ReasonCode.ImplementationSpecificError, true);
+      return;
+    }
+    this.broker.stats.countProtocolError(err.label);
+    this.broker.log.debug({ clientId: this.clientId, reason: err.label, why: err.message }, 'protocol error');
+    if (this.state === State.AwaitingConnect || this.state === State.Authenticating) {
+      if (err instanceof UnsupportedVersionError) {
+        // Answer in the client's own version: 5.0 reason 0x84, 3.x return code 1 [MQTT-3.1.2-2].
+        this.version = err.protocolVersion === 5 ? 5 : 4;
+        this.refuse(err.reason, err.message);
+      } else if (this.version === 5 && this.state === State.Authenticating) {
+        this.refuse(err.reason, err.message);
+      } else {
+        this.close(false);
+      }
+      return;
+    }
+    this.disconnect(err.reason, true);
+  }
+
+  /** The transport closed under us (peer gone, reset, error): an abnormal end, will included. */
+  transportClosed(): void {
+    this.close(true);
+  }
+
+  private close(publishWill: boolean): void {
+    if (this.state === State.Closed) return;
+    const wasConnected = this.state === State.Connected;
+    this.state = State.Closed;
+    this.broker.connections.delete(this);
+    this.broker.wheel.cancel(this.timer);
+    this.transport.end();
+    const session = this.session;
+    if (wasConnected && session !== null && session.owner === this) {
+      this.broker.closeSession(session, publishWill, Date.now());
+    }
+  }
+
+  private scheduleKeepalive(now: number): void {
+    if (this.keepaliveMs === 0) this.broker.wheel.cancel(this.timer);
+    else this.broker.wheel.schedule(this.timer, now + this.keepaliveMs * KEEPALIVE_GRACE);
+  }
+
+  private onTimer(now: number): void {
+    if (this.state !== State.Connected) {
+      // No CONNECT (or no auth verdict) within the deadline.
+      this.broker.stats.connectTimeouts++;
+      this.close(false);
+      return;
+    }
+    const idle = now - this.lastReceived;
+    if (idle >= this.keepaliveMs * KEEPALIVE_GRACE) this.disconnect(ReasonCode.KeepAliveTimeout, true);
+    else this.scheduleKeepalive(this.lastReceived);
+  }
+
+  // ---- PUBLISH out (SessionOwner) ----------------------------------------------------------
+
+  sendPublish(d: Delivery, packetId: number, dup: boolean): boolean {
+    const message = d.message;
+    let properties = outgoingProperties(message, Date.now());
+    if (properties === null) return false; // expired [MQTT-3.3.2-5]
+    let topic = message.topic;
+    let newAlias = 0;
+    if (this.version === 5) {
+      if (d.subscriptionId !== 0) properties = { ...properties, subscriptionIdentifiers: [d.subscriptionId] };
+      if (this.clientTopicAliasMax > 0) {
+        // Aliases are handed out first come, up to the client's Topic Alias Maximum.
+        const aliases = (this.aliasesOut ??= new Map());
+        const alias = aliases.get(topic);
+        if (alias !== undefined) {
+          properties = { ...properties, topicAlias: alias };
+          topic = '';
+        } else if (aliases.size < this.clientTopicAliasMax) {
+          newAlias = aliases.size + 1;
+          properties = { ...properties, topicAlias: newAlias };
+        }
+      }
+    } else properties = undefined;
+    const header = encodePublishHeader(topic, d.qos, d.retain, dup, packetId, properties, message.payload.length, this.version);
+    if (this.clientMaxPacketSize > 0 && header.length + message.payload.length > this.clientMaxPacketSize) {
+      this.broker.stats.dropped++; // [MQTT-3.1.2-25] discarded as if delivered
+      return false;
+    }
+    if (newAlias !== 0) this.aliasesOut?.set(topic, newAlias);
+    this.transport.writePublish(header, message.payload);
+    return true;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.transport.write(encodeAck(PacketType.PUBREL, packetId, 0, this.version));
+  }
+}

@@ -1,0 +1,185 @@
+import type { QoS, Will } from '../mqtt/packets.js';
+import { ownPayload, type Message } from './message.js';
+import { WheelTimer } from './timer-wheel.js';
+
+/** Options of one subscription, as granted (spec 3.8.3.1). */
+export interface SubscriptionOptions {
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  /** Subscription Identifier, 0 for none. */
+  subscriptionId: number;
+}
+
+/** One message on its way to one session, with what its subscription decided. */
+export interface Delivery {
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionId: number;
+}
+
+/** An outgoing QoS 1/2 delivery sent and not yet completed. */
+export interface InflightEntry extends Delivery {
+  /** QoS 2 after PUBREC: PUBREL sent, awaiting PUBCOMP. */
+  released: boolean;
+}
+
+export interface WillState extends Will {
+  /** Will Delay Interval in seconds (5.0), 0 otherwise. */
+  delay: number;
+}
+
+/** What a session delivers through: a live connection (later also a socketless holder). */
+export interface SessionOwner {
+  /** Outgoing QoS 1/2 window: min(client Receive Maximum, server max inflight). */
+  readonly sendWindow: number;
+  /** Writes one PUBLISH. Returns false when it was not sent (expired, or over the client's
+   *  Maximum Packet Size [MQTT-3.1.2-25]): the delivery is then discarded. */
+  sendPublish(delivery: Delivery, packetId: number, dup: boolean): boolean;
+  sendPubrel(packetId: number): void;
+  /** True while the transport's write buffer is over its bound: QoS 0 is dropped, QoS 1/2 waits. */
+  readonly congested: boolean;
+}
+
+export interface SessionLimits {
+  maxQueued: number;
+  maxQueuedBytes: number;
+}
+
+export interface SessionCounters {
+  /** Messages dropped from a full offline queue, and QoS 0 dropped for a congested client. */
+  dropped: number;
+}
+
+/**
+ * One client's session (spec 4.1): plain data that can be stored or moved to another node, plus
+ * the QoS 1/2 delivery rules that decide between sending now, queueing and dropping.
+ */
+export class Session {
+  readonly clientId: string;
+  readonly subscriptions = new Map<string, SubscriptionOptions>();
+  /** Outgoing QoS 1/2, by packet id, in send order. */
+  readonly inflight = new Map<number, InflightEntry>();
+  /** Incoming QoS 2 packet ids received and not yet released by PUBREL. */
+  readonly incomingQos2 = new Set<number>();
+  queue: Delivery[] = [];
+  queuedBytes = 0;
+  nextPacketId = 1;
+  /** Session Expiry Interval in seconds; 0 ends the session with the connection. */
+  expiryInterval: number;
+  will: WillState | undefined = undefined;
+  readonly createdAt: number;
+  /** ms when the last connection ended, 0 while connected. */
+  disconnectedAt = 0;
+  owner: SessionOwner | null = null;
+  /** Session expiry and delayed will, on the shared wheel; created by the broker when needed. */
+  expiryTimer: WheelTimer | null = null;
+  willTimer: WheelTimer | null = null;
+
+  constructor(clientId: string, expiryInterval: number, now: number) {
+    this.clientId = clientId;
+    this.expiryInterval = expiryInterval;
+    this.createdAt = now;
+  }
+
+  /** Sends, queues or drops one message for this session. */
+  deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: number, limits: SessionLimits, counters: SessionCounters): void {
+    const owner = this.owner;
+    if (owner !== null && this.queue.length === 0) {
+      if (qos === 0) {
+        if (owner.congested) counters.dropped++;
+        else owner.sendPublish({ message, qos, retain, subscriptionId }, 0, false);
+        return;
+      }
+      if (this.inflight.size < owner.sendWindow && !owner.congested) {
+        this.sendInflight({ message, qos, retain, subscriptionId }, owner);
+        return;
+      }
+    }
+    this.enqueue({ message, qos, retain, subscriptionId }, limits, counters);
+  }
+
+  /** PUBACK, or PUBCOMP, or a PUBREC with an error reason: the delivery is complete. */
+  complete(packetId: number): boolean {
+    const found = this.inflight.delete(packetId);
+    if (found && this.owner !== null) this.drain(this.owner);
+    return found;
+  }
+
+  /** PUBREC: the message is the receiver's now; release the packet id with PUBREL. */
+  received(packetId: number): boolean {
+    const entry = this.inflight.get(packetId);
+    if (entry === undefined || entry.qos !== 2) return false;
+    entry.released = true;
+    return true;
+  }
+
+  /**
+   * A connection takes the session over: resend every unacknowledged PUBLISH with DUP and every
+   * PUBREL in the original order [MQTT-4.4.0-1], then deliver the queue.
+   */
+  attach(owner: SessionOwner): void {
+    this.owner = owner;
+    this.disconnectedAt = 0;
+    for (const [packetId, entry] of this.inflight) {
+      if (entry.released) owner.sendPubrel(packetId);
+      else if (!owner.sendPublish(entry, packetId, true)) this.inflight.delete(packetId);
+    }
+    this.drain(owner);
+  }
+
+  detach(now: number): void {
+    this.owner = null;
+    this.disconnectedAt = now;
+  }
+
+  /** Sends queued deliveries while the window and the transport allow. */
+  drain(owner: SessionOwner): void {
+    let i = 0;
+    const queue = this.queue;
+    while (i < queue.length && !owner.congested) {
+      const d = queue[i] as Delivery;
+      if (d.qos > 0 && this.inflight.size >= owner.sendWindow) break;
+      i++;
+      this.queuedBytes -= d.message.payload.length;
+      if (d.qos === 0) owner.sendPublish(d, 0, false);
+      else this.sendInflight(d, owner);
+    }
+    if (i > 0) this.queue = i === queue.length ? [] : queue.slice(i);
+  }
+
+  private sendInflight(d: Delivery, owner: SessionOwner): void {
+    const packetId = this.allocatePacketId();
+    const entry: InflightEntry = { message: d.message, qos: d.qos, retain: d.retain, subscriptionId: d.subscriptionId, released: false };
+    this.inflight.set(packetId, entry);
+    if (!owner.sendPublish(entry, packetId, false)) this.inflight.delete(packetId);
+  }
+
+  /** Bounded queue; when full, QoS 0 goes first, then the oldest (counted). */
+  private enqueue(d: Delivery, limits: SessionLimits, counters: SessionCounters): void {
+    ownPayload(d.message);
+    const size = d.message.payload.length;
+    while (this.queue.length > 0 && (this.queue.length >= limits.maxQueued || this.queuedBytes + size > limits.maxQueuedBytes)) {
+      const qos0 = this.queue.findIndex((q) => q.qos === 0);
+      const [dropped] = this.queue.splice(qos0 >= 0 ? qos0 : 0, 1);
+      if (dropped !== undefined) this.queuedBytes -= dropped.message.payload.length;
+      counters.dropped++;
+    }
+    if (limits.maxQueued === 0 || size > limits.maxQueuedBytes) {
+      counters.dropped++;
+      return;
+    }
+    this.queue.push(d);
+    this.queuedBytes += size;
+  }
+
+  /** The next packet id not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-2]. */
+  private allocatePacketId(): number {
+    let id = this.nextPacketId;
+    while (this.inflight.has(id)) id = id === 0xffff ? 1 : id + 1;
+    this.nextPacketId = id === 0xffff ? 1 : id + 1;
+    return id;
+  }
+}

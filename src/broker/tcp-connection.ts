@@ -1,0 +1,91 @@
+// The TCP I/O owner of one client: socket bytes to the protocol, the protocol's writes to the
+// socket. Socket events go to shared module-level handlers (no closures per connection), and
+// writes are corked for the rest of the event-loop turn so a burst of deliveries to one client
+// leaves in one writev.
+import type { Socket } from 'node:net';
+import type { Broker } from './broker.js';
+import { Protocol, type Transport } from './protocol.js';
+
+interface ClientSocket extends Socket {
+  tidemq: TcpConnection;
+}
+
+const corked: TcpConnection[] = [];
+let flushScheduled = false;
+
+function flushCorked(): void {
+  flushScheduled = false;
+  for (const c of corked) {
+    c.corked = false;
+    c.socket.uncork();
+  }
+  corked.length = 0;
+}
+
+function onData(this: ClientSocket, chunk: Buffer): void {
+  this.tidemq.protocol.receive(chunk);
+}
+
+function onClose(this: ClientSocket): void {
+  const conn = this.tidemq;
+  conn.broker.stats.connectionsLive--;
+  conn.protocol.transportClosed();
+}
+
+function onError(this: ClientSocket): void {
+  // ECONNRESET and friends: 'close' follows and does the bookkeeping.
+}
+
+export class TcpConnection implements Transport {
+  readonly protocol: Protocol;
+  corked = false;
+
+  constructor(
+    readonly socket: Socket,
+    readonly broker: Broker,
+  ) {
+    (socket as ClientSocket).tidemq = this;
+    broker.stats.connectionsLive++;
+    broker.stats.connectionsTotal++;
+    this.protocol = new Protocol(broker, this, Date.now());
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('error', onError);
+  }
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+
+  get backlog(): number {
+    return this.socket.writableLength;
+  }
+
+  write(buf: Buffer): void {
+    this.cork();
+    this.socket.write(buf);
+  }
+
+  writePublish(header: Buffer, payload: Buffer): void {
+    this.cork();
+    this.socket.write(header);
+    if (payload.length > 0) this.socket.write(payload);
+  }
+
+  end(): void {
+    this.socket.end();
+    // A peer that never reads would hold the socket half-closed forever.
+    this.socket.destroySoon();
+  }
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    corked.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      process.nextTick(flushCorked);
+    }
+  }
+}
