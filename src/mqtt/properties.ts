@@ -55,7 +55,9 @@ export const PROPERTY_TABLE: readonly PropertyDef[] = [
     id: 0x26,
     name: 'userProperties',
     type: 'pair',
-    packets: 0xfffe | bit(W), // every packet type that has properties, and the will
+    // Every packet type that has a property block (all but PINGREQ/PINGRESP), and the will.
+    packets: bit(W, P.CONNECT, P.CONNACK, P.PUBLISH, P.PUBACK, P.PUBREC, P.PUBREL, P.PUBCOMP, P.SUBSCRIBE,
+      P.SUBACK, P.UNSUBSCRIBE, P.UNSUBACK, P.DISCONNECT, P.AUTH),
   },
   { id: 0x27, name: 'maximumPacketSize', type: 'u32', packets: bit(P.CONNECT, P.CONNACK) },
   { id: 0x28, name: 'wildcardSubscriptionAvailable', type: 'byte', packets: bit(P.CONNACK) },
