@@ -1,0 +1,134 @@
+// The protocol state machine alone: Protocol over a fake Transport, bytes in and bytes out, no
+// sockets. Input is encoded and output decoded by mqtt-packet, independently of our codec.
+
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import pino from 'pino';
+import t from 'tap';
+import { loadAcl } from '../../src/broker/acl.js';
+import { createAuthenticator } from '../../src/broker/auth.js';
+import { Broker } from '../../src/broker/broker.js';
+import { Protocol, type Transport } from '../../src/broker/protocol.js';
+import { TimerWheel } from '../../src/broker/timer-wheel.js';
+import { defaultConfig } from '../../src/config/schema.js';
+import { bytes, connectBytes } from '../broker/support.js';
+
+/** A Transport that decodes everything written to it. */
+class FakeTransport implements Transport {
+  readonly packets: Packet[] = [];
+  ended = false;
+  readonly remoteAddress = '127.0.0.1';
+  readonly backlog = 0;
+  private readonly parser;
+
+  constructor(protocolVersion: 3 | 4 | 5) {
+    this.parser = mqttPacket.parser({ protocolVersion });
+    this.parser.on('packet', (p: Packet) => this.packets.push(p));
+    this.parser.on('error', (e: Error) => {
+      throw e;
+    });
+  }
+
+  write(buf: Buffer): void {
+    this.parser.parse(buf);
+  }
+
+  writePublish(header: Buffer, payload: Buffer): void {
+    this.parser.parse(Buffer.concat([header, payload]));
+  }
+
+  end(): void {
+    this.ended = true;
+  }
+
+  /** Packets written since the last take(). */
+  take(): Packet[] {
+    return this.packets.splice(0);
+  }
+}
+
+function newBroker(): Broker {
+  const config = defaultConfig();
+  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), pino({ level: 'silent' }));
+}
+
+function client(broker: Broker, version: 3 | 4 | 5): { protocol: Protocol; transport: FakeTransport } {
+  const transport = new FakeTransport(version);
+  return { protocol: new Protocol(broker, transport, Date.now()), transport };
+}
+
+t.test('connect, subscribe, publish QoS 1 and the acks, ping, disconnect (3.1.1)', async (t) => {
+  const broker = newBroker();
+  const sub = client(broker, 4);
+  const pub = client(broker, 4);
+  sub.protocol.receive(connectBytes('sub', 4, { clean: false }));
+  t.match(sub.transport.take(), [{ cmd: 'connack', returnCode: 0, sessionPresent: false }]);
+  sub.protocol.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 1 }] }));
+  t.match(sub.transport.take(), [{ cmd: 'suback', messageId: 1, granted: [1] }]);
+
+  // Fed one byte at a time: the frame reader reassembles it.
+  const connect = connectBytes('pub', 4);
+  for (const b of connect) pub.protocol.receive(Buffer.from([b]));
+  t.match(pub.transport.take(), [{ cmd: 'connack', returnCode: 0 }]);
+  pub.protocol.receive(bytes({ cmd: 'publish', topic: 'a/b', payload: Buffer.from('hi'), qos: 1, messageId: 9, retain: false, dup: false }));
+  t.match(pub.transport.take(), [{ cmd: 'puback', messageId: 9 }]);
+  const [delivered] = sub.transport.take();
+  t.match(delivered, { cmd: 'publish', topic: 'a/b', qos: 1 });
+  t.equal((delivered as mqttPacket.IPublishPacket).payload.toString(), 'hi');
+  const session = broker.sessions.get('sub');
+  t.equal(session?.inflight.size, 1, 'unacked until PUBACK');
+  sub.protocol.receive(bytes({ cmd: 'puback', messageId: (delivered as mqttPacket.IPublishPacket).messageId ?? 0 }));
+  t.equal(session?.inflight.size, 0, 'PUBACK completes the delivery');
+
+  sub.protocol.receive(bytes({ cmd: 'pingreq' }));
+  t.match(sub.transport.take(), [{ cmd: 'pingresp' }]);
+  sub.protocol.receive(bytes({ cmd: 'disconnect' }));
+  t.ok(sub.transport.ended, 'DISCONNECT closes the transport');
+  t.equal(broker.sessions.get('sub')?.owner, null, 'the persistent session stays, detached');
+  t.equal(broker.connections.size, 1);
+});
+
+t.test('QoS 2 is exactly once: a resent PUBLISH before PUBREL is not routed again (5.0)', async (t) => {
+  const broker = newBroker();
+  const sub = client(broker, 5);
+  const pub = client(broker, 5);
+  sub.protocol.receive(connectBytes('sub', 5));
+  pub.protocol.receive(connectBytes('pub', 5));
+  sub.protocol.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 2 }] }, 5));
+  sub.transport.take();
+  pub.transport.take();
+  const publish: mqttPacket.IPublishPacket = { cmd: 'publish', topic: 'q', payload: Buffer.from('x'), qos: 2, messageId: 7, retain: false, dup: false };
+  pub.protocol.receive(bytes(publish, 5));
+  pub.protocol.receive(bytes({ ...publish, dup: true }, 5));
+  t.match(pub.transport.take(), [
+    { cmd: 'pubrec', messageId: 7 },
+    { cmd: 'pubrec', messageId: 7 },
+  ]);
+  pub.protocol.receive(bytes({ cmd: 'pubrel', messageId: 7 }, 5));
+  t.match(pub.transport.take(), [{ cmd: 'pubcomp', messageId: 7 }]);
+  const got = sub.transport.take();
+  t.equal(got.length, 1, 'delivered once');
+  t.match(got[0], { cmd: 'publish', topic: 'q', qos: 2 });
+  // The receiver side of QoS 2: PUBREC -> PUBREL -> PUBCOMP.
+  const id = (got[0] as mqttPacket.IPublishPacket).messageId ?? 0;
+  sub.protocol.receive(bytes({ cmd: 'pubrec', messageId: id }, 5));
+  t.match(sub.transport.take(), [{ cmd: 'pubrel', messageId: id }]);
+  sub.protocol.receive(bytes({ cmd: 'pubcomp', messageId: id }, 5));
+  t.equal(broker.sessions.get('sub')?.inflight.size, 0);
+});
+
+t.test('a packet before CONNECT closes without an answer; a 5.0 error after CONNECT is a DISCONNECT', async (t) => {
+  const broker = newBroker();
+  const early = client(broker, 4);
+  early.protocol.receive(bytes({ cmd: 'pingreq' }));
+  t.ok(early.transport.ended);
+  t.same(early.transport.take(), []);
+  t.equal(broker.connections.size, 0);
+
+  const bad = client(broker, 5);
+  bad.protocol.receive(connectBytes('bad', 5));
+  bad.transport.take();
+  bad.protocol.receive(bytes({ cmd: 'publish', topic: 'a/#', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, 5));
+  t.match(bad.transport.take(), [{ cmd: 'disconnect', reasonCode: 0x90 }]);
+  t.ok(bad.transport.ended);
+  t.equal(broker.sessions.size, 0, 'the clean session ended with the connection');
+});
