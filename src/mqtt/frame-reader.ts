@@ -53,7 +53,8 @@ export class FrameReader {
     this.maxPacketSize = maxPacketSize;
   }
 
-  /** Bytes held for an incomplete packet (for bounds/metrics). */
+  /** Bytes held for an incomplete packet (for bounds/metrics): a split fixed header, or the
+   *  body received so far (its buffer is allocated once at the full remaining length). */
   get buffered(): number {
     return this.headLen + this.filled;
   }
