@@ -119,7 +119,7 @@ function addFlags(settings: Settings, flags: StartFlags): void {
 function parse<T>(spec: ValueSpec<T>, key: string, setting: Setting): T {
   const v = spec.parse(setting.raw);
   if (v === undefined) {
-    throw new ConfigError(`invalid value for ${key}: expected ${spec.expected}, got ${JSON.stringify(setting.raw)} (from ${setting.from})`);
+    throw new ConfigError(`invalid value for ${key}: expected ${spec.expected}, got ${typeof setting.raw === 'number' ? String(setting.raw) : JSON.stringify(setting.raw)} (from ${setting.from})`);
   }
   return v;
 }
@@ -145,7 +145,7 @@ export function loadConfig(flags: StartFlags, env: NodeJS.ProcessEnv): Config {
 
   if (flags.portOffset !== undefined) {
     const offset = flags.portOffset;
-    if (!Number.isInteger(offset)) throw new ConfigError(`invalid value for --port-offset: expected an integer, got ${JSON.stringify(offset)}`);
+    if (!Number.isInteger(offset)) throw new ConfigError(`invalid value for --port-offset: expected an integer, got ${String(offset)}`);
     for (const path of PORT_KEYS) {
       if (settings.has(path)) continue; // only ports left at their default move
       const [section = '', key = ''] = path.split('.');

@@ -1,0 +1,97 @@
+// The `tidemq` command line (SPEC 13): `start` and `passwd`. bin/tidemq calls main().
+import { readFileSync } from 'node:fs';
+import yargs from 'yargs';
+import type { StartFlags } from '../config/schema.js';
+import { CliError, obtainPassword, setPassword } from './passwd.js';
+import { runStart } from './start.js';
+
+/** Exit code of a command line yargs rejects (unknown flag, missing argument). */
+export const EXIT_USAGE = 2;
+
+// Same relative path from src/cli/ and from dist/cli/.
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** A command line yargs rejects. */
+class UsageError extends Error {}
+
+/** Runs one command line (without `node` and the script path); sets process.exitCode. */
+export async function main(args: string[]): Promise<void> {
+  const cli = yargs(args)
+    .scriptName('tidemq')
+    .usage('$0 <command> [options]')
+    .command(
+      'start',
+      'run a tidemq node',
+      (y) =>
+        y
+          .option('config', { type: 'string', describe: 'config file (.toml or .json)', requiresArg: true })
+          .option('node', { type: 'string', describe: 'node name, NAME@HOST', requiresArg: true })
+          .option('port-offset', { type: 'number', describe: 'added to every port left at its default', requiresArg: true })
+          .option('mqtt-port', { type: 'number', describe: 'MQTT/TCP port (1883)', requiresArg: true })
+          .option('tls-port', { type: 'number', describe: 'MQTT/TLS port (8883)', requiresArg: true })
+          .option('ws-port', { type: 'number', describe: 'MQTT/WebSocket port (8083)', requiresArg: true })
+          .option('wss-port', { type: 'number', describe: 'MQTT/WSS port (8084)', requiresArg: true })
+          .option('mgmt-port', { type: 'number', describe: 'management HTTP port (8081)', requiresArg: true })
+          .option('cluster-port', { type: 'number', describe: 'cluster port (4370 + node number)', requiresArg: true })
+          .option('data-dir', { type: 'string', describe: 'data directory (./data/<node name>)', requiresArg: true })
+          .option('join', { type: 'string', array: true, describe: 'seed nodes to join, NAME@HOST ...', requiresArg: true })
+          .option('cookie', { type: 'string', describe: 'shared cluster secret', requiresArg: true })
+          .epilog('Configuration: defaults < config file < TIDEMQ_SECTION__KEY environment < flags.'),
+      async (argv) => {
+        const flags: StartFlags = {};
+        if (argv.config !== undefined) flags.config = argv.config;
+        if (argv.node !== undefined) flags.node = argv.node;
+        if (argv.portOffset !== undefined) flags.portOffset = argv.portOffset;
+        if (argv.mqttPort !== undefined) flags.mqttPort = argv.mqttPort;
+        if (argv.tlsPort !== undefined) flags.tlsPort = argv.tlsPort;
+        if (argv.wsPort !== undefined) flags.wsPort = argv.wsPort;
+        if (argv.wssPort !== undefined) flags.wssPort = argv.wssPort;
+        if (argv.mgmtPort !== undefined) flags.mgmtPort = argv.mgmtPort;
+        if (argv.clusterPort !== undefined) flags.clusterPort = argv.clusterPort;
+        if (argv.dataDir !== undefined) flags.dataDir = argv.dataDir;
+        if (argv.join !== undefined) flags.join = argv.join;
+        if (argv.cookie !== undefined) flags.cookie = argv.cookie;
+        await runStart(flags);
+      },
+    )
+    .command(
+      'passwd <file> <user>',
+      "add or change a user's password in a password file",
+      (y) =>
+        y
+          .positional('file', { type: 'string', demandOption: true, describe: 'password file (created with mode 0600)' })
+          .positional('user', { type: 'string', demandOption: true, describe: 'user name' })
+          .option('password', { type: 'string', describe: 'the password (else one line of stdin, else a prompt)', requiresArg: true })
+          .epilog('Hashes are salted scrypt; the file is auth.password_file of the config.'),
+      async (argv) => {
+        const password = await obtainPassword(argv.password);
+        const added = await setPassword(argv.file, argv.user, password);
+        process.stdout.write(`${added ? 'Added' : 'Changed'} the password of ${argv.user} in ${argv.file}\n`);
+      },
+    )
+    .demandCommand(1, 'a command is needed: start or passwd')
+    .strict()
+    .help()
+    .alias('help', 'h')
+    .version(version)
+    .wrap(Math.min(100, yargs().terminalWidth()))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      // yargs reports usage problems with a message and no error; errors from handlers pass on.
+      if (err) throw err;
+      throw new UsageError(msg);
+    });
+  try {
+    await cli.parseAsync();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tidemq: ${err.message}\nRun 'tidemq --help' for usage.\n`);
+      process.exitCode = EXIT_USAGE;
+    } else if (err instanceof CliError) {
+      process.stderr.write(`tidemq: ${err.message}\n`);
+      process.exitCode = 1;
+    } else {
+      throw err;
+    }
+  }
+}
