@@ -1,0 +1,99 @@
+// Child processes the runner owns (stopped on exit and on Ctrl-C) and /proc readings.
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+
+const owned = new Set<ChildProcess>();
+
+export function own(child: ChildProcess): ChildProcess {
+  owned.add(child);
+  child.once('exit', () => owned.delete(child));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after graceMs; resolves once the process has exited. */
+export function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...owned].map((c) => stop(c, 2000)));
+}
+
+/** Stops every owned process when the runner is interrupted or exits. */
+export function stopAllOnExit(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: stopping ${owned.size} process(es)\n`);
+      void stopAll().then(() => process.exit(130));
+    });
+  }
+  process.once('exit', () => {
+    for (const c of owned) c.kill('SIGKILL');
+  });
+}
+
+/** Resolves when host:port accepts a TCP connection; rejects after timeoutMs or if `alive` turns false. */
+export async function waitForPort(port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error('process exited before it listened');
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} not accepting after ${timeoutMs} ms`);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** VmRSS of a process in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m?.[1]) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts in these
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // fields after the parenthesised command name; utime and stime are fields 14 and 15
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+}
+
+/** Established TCP connections whose local port is `port`: the broker's own view. */
+export function establishedOnPort(port: number): number {
+  const out = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.trim() !== '').length;
+}

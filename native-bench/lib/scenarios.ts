@@ -1,0 +1,149 @@
+// The benchmark scenarios: the same nbench run against every broker.
+import type { RunningBroker } from './brokers.js';
+import { num, runNbench, type Result } from './nbench.js';
+import { cpuSeconds, establishedOnPort, rssBytes, sleep } from './proc.js';
+
+export interface Sample {
+  value: number;
+  valid: boolean; // every connection/subscription came up
+  note: string;
+  brokerCpuPct: number;
+  loadCpuPct: number;
+  extra: Record<string, number>;
+  result: Result;
+}
+
+export interface RunContext {
+  nbench: string;
+  broker: RunningBroker;
+  quick: boolean;
+  tag: string; // unique per run: client id prefix and topic
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  unit: string;
+  better: 'higher' | 'lower';
+  pubsub: boolean; // needs a real broker (routing)
+  run(ctx: RunContext): Promise<Sample>;
+}
+
+/** Runs nbench while measuring the broker's CPU share over the same wall time. */
+async function measured(ctx: RunContext, args: string[], onLine?: Parameters<typeof runNbench>[2]['onLine']) {
+  const cpu0 = cpuSeconds(ctx.broker.pid);
+  const t0 = Date.now();
+  const run = await runNbench(ctx.nbench, [...args, '--port', String(ctx.broker.port)], {
+    timeoutMs: 300000,
+    ...(onLine ? { onLine } : {}),
+  });
+  const wall = (Date.now() - t0) / 1000;
+  const brokerCpuPct = ((cpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100;
+  const r = run.result;
+  const loadCpuPct = (num(r, 'cpu_s') / Math.max(num(r, 'elapsed_s'), 1e-3)) * 100;
+  return { r, brokerCpuPct, loadCpuPct };
+}
+
+function connOutcome(r: Result, n: number): { valid: boolean; note: string } {
+  const fails = Object.entries(r).filter(([k]) => k.startsWith('fail_') || k.startsWith('connack_rc_'));
+  const valid = num(r, 'established') === n && r.complete === '1';
+  return { valid, note: valid ? '' : `established ${r.established ?? '?'}/${n} ${fails.map(([k, v]) => `${k}=${v}`).join(' ')}` };
+}
+
+function connScenario(id: string, title: string, metric: 'conn_per_s' | 'connack_p99_ms', full: string[], quick: string[]): Scenario {
+  return {
+    id,
+    title,
+    unit: metric === 'conn_per_s' ? 'conn/s' : 'ms',
+    better: metric === 'conn_per_s' ? 'higher' : 'lower',
+    pubsub: false,
+    async run(ctx) {
+      const args = ctx.quick ? quick : full;
+      const n = Number(args[args.indexOf('-n') + 1]);
+      const { r, brokerCpuPct, loadCpuPct } = await measured(ctx, ['conn', ...args, '--prefix', ctx.tag]);
+      return { value: num(r, metric), ...connOutcome(r, n), brokerCpuPct, loadCpuPct, extra: {}, result: r };
+    },
+  };
+}
+
+function pubsubScenario(id: string, title: string, full: string[], quick: string[]): Scenario {
+  return {
+    id,
+    title,
+    unit: 'msg/s',
+    better: 'higher',
+    pubsub: true,
+    async run(ctx) {
+      const args = ['pubsub', ...(ctx.quick ? quick : full), '--prefix', ctx.tag, '--topic', `nbench/${ctx.tag}`];
+      const { r, brokerCpuPct, loadCpuPct } = await measured(ctx, args);
+      const valid = r.complete === '1' && num(r, 'failed') === 0 && num(r, 'dropped') === 0;
+      const note = valid ? (num(r, 'lost') > 0 ? `lost ${r.lost ?? ''}` : '') : `setup failed: ${['failed', 'connack_rc', 'suback_failed', 'dropped'].map((k) => `${k}=${r[k] ?? '-'}`).join(' ')}`;
+      return {
+        value: num(r, 'recv_per_s'),
+        valid,
+        note,
+        brokerCpuPct,
+        loadCpuPct,
+        extra: { lost: num(r, 'lost'), duplicates: num(r, 'duplicates'), latency_p99_ms: num(r, 'latency_p99_ms') },
+        result: r,
+      };
+    },
+  };
+}
+
+const SETTLE_MS = 2000; // let the broker finish the handshakes' garbage before reading RSS
+
+const idleRss: Scenario = {
+  id: 'idle-rss',
+  title: 'RSS per idle connection',
+  unit: 'KiB/conn',
+  better: 'lower',
+  pubsub: false,
+  async run(ctx) {
+    const n = ctx.quick ? 3000 : 15000;
+    await sleep(1000);
+    const before = rssBytes(ctx.broker.pid);
+    let after = Number.NaN;
+    let ss = Number.NaN;
+    let measureError = '';
+    const { r, brokerCpuPct, loadCpuPct } = await measured(
+      ctx,
+      ['conn', '-n', String(n), '--hold', '120', '--prefix', ctx.tag],
+      (line, terminate) => {
+        if (!line.startsWith('READY ')) return;
+        void sleep(SETTLE_MS)
+          .then(() => {
+            after = rssBytes(ctx.broker.pid);
+            ss = establishedOnPort(ctx.broker.port);
+          })
+          .catch((err: Error) => {
+            measureError = err.message;
+          })
+          .finally(terminate);
+      },
+    );
+    const established = num(r, 'established');
+    const outcome = connOutcome(r, n);
+    const note = [outcome.note, measureError, ss !== established ? `ss sees ${ss} established, nbench ${established}` : '']
+      .filter((s) => s !== '')
+      .join('; ');
+    return {
+      value: (after - before) / established / 1024,
+      valid: outcome.valid && measureError === '',
+      note,
+      brokerCpuPct,
+      loadCpuPct,
+      extra: { rss_before_mib: before / 2 ** 20, rss_after_mib: after / 2 ** 20, ss_established: ss },
+      result: r,
+    };
+  },
+};
+
+export const SCENARIOS: readonly Scenario[] = [
+  connScenario('connect-rate', 'Connect rate, 10000 conns as fast as possible', 'conn_per_s', ['-n', '10000'], ['-n', '2000']),
+  connScenario('connack-p99', 'CONNACK p99 at 2000 conn/s', 'connack_p99_ms', ['-n', '10000', '--rate', '2000'], ['-n', '2000', '--rate', '2000']),
+  idleRss,
+  pubsubScenario('fanout', 'Fan-out 1 -> 1000, QoS 0, 64 B', ['--subs', '1000', '--pubs', '1', '--duration', '5'], ['--subs', '200', '--pubs', '1', '--duration', '2']),
+  pubsubScenario('fanin', 'Fan-in 100 -> 1, QoS 0, 64 B', ['--subs', '1', '--pubs', '100', '--duration', '5'], ['--subs', '1', '--pubs', '100', '--duration', '2']),
+  connScenario('persistent-rate', 'Persistent-session connect rate (3.1.1, clean session 0)', 'conn_per_s', ['-n', '10000', '--persistent'], ['-n', '2000', '--persistent']),
+];
