@@ -172,6 +172,12 @@ function validate(config: Config): void {
   if ((listeners.tls_cert_file === '') !== (listeners.tls_key_file === '')) {
     throw new ConfigError('listeners.tls_cert_file and listeners.tls_key_file: expected both set or both empty');
   }
+  if (listeners.tls_verify_peer && listeners.tls_ca_file === '') {
+    throw new ConfigError('listeners.tls_ca_file: expected a CA file when listeners.tls_verify_peer is true');
+  }
+  if (listeners.tls_cn_as_username && !listeners.tls_verify_peer) {
+    throw new ConfigError('listeners.tls_cn_as_username: needs listeners.tls_verify_peer = true (an unverified CN is no identity)');
+  }
   if (cluster.discovery === 'static' && cluster.seeds.length === 0) {
     throw new ConfigError('cluster.seeds: expected at least one node name when cluster.discovery is static');
   }

@@ -1,7 +1,7 @@
 // The configuration: its type, the embedded defaults and how each key's value is read. Keys are
 // snake_case and named as in the file (`[mqtt] max_packet_size`) and the environment
 // (`TIDEMQ_MQTT__MAX_PACKET_SIZE`), so one name is used everywhere.
-import { bool, duration, int, nodeList, nodeName, nonEmptyStr, oneOf, port, qos, size, str } from './values.js';
+import { bool, duration, int, nodeList, nodeName, nonEmptyStr, oneOf, port, qos, size, str, urlPath } from './values.js';
 import type { ValueSpec } from './values.js';
 
 export interface Config {
@@ -9,6 +9,13 @@ export interface Config {
   listeners: {
     bind: string; tcp_port: number; tls_port: number; ws_port: number; wss_port: number; proxy_protocol: boolean;
     tls_cert_file: string; tls_key_file: string; tls_ca_file: string;
+    /* Each listener can be switched off; TLS and WSS start only when cert and key files are set. */
+    tls_enabled: boolean; ws_enabled: boolean; wss_enabled: boolean; ws_path: string;
+    /* TLS: require a client certificate signed by tls_ca_file; use its CN as the MQTT username. */
+    tls_verify_peer: boolean; tls_cn_as_username: boolean;
+    proxy_header_timeout: number; /* seconds */
+    /* Per-listener connection caps beside mqtt.max_connections; 0 = none. */
+    tcp_max_connections: number; tls_max_connections: number; ws_max_connections: number; wss_max_connections: number;
   };
   mqtt: {
     max_packet_size: number; max_connect_size: number; max_keepalive: number; idle_timeout: number; /* seconds: the CONNECT deadline */
@@ -47,6 +54,9 @@ export const SCHEMA: Schema = {
   listeners: {
     bind: nonEmptyStr(), tcp_port: port(), tls_port: port(), ws_port: port(), wss_port: port(), proxy_protocol: bool(),
     tls_cert_file: str(), tls_key_file: str(), tls_ca_file: str(),
+    tls_enabled: bool(), ws_enabled: bool(), wss_enabled: bool(), ws_path: urlPath(),
+    tls_verify_peer: bool(), tls_cn_as_username: bool(), proxy_header_timeout: duration(3600),
+    tcp_max_connections: int(0, U32), tls_max_connections: int(0, U32), ws_max_connections: int(0, U32), wss_max_connections: int(0, U32),
   },
   mqtt: {
     max_packet_size: size(2, MQTT_MAX_PACKET), max_connect_size: size(2, MQTT_MAX_PACKET), max_keepalive: int(0, 65535),
@@ -84,6 +94,9 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
     listeners: {
       bind: '127.0.0.1', tcp_port: 1883, tls_port: 8883, ws_port: 8083, wss_port: 8084, proxy_protocol: false,
       tls_cert_file: '', tls_key_file: '', tls_ca_file: '',
+      tls_enabled: true, ws_enabled: true, wss_enabled: true, ws_path: '/mqtt',
+      tls_verify_peer: false, tls_cn_as_username: false, proxy_header_timeout: 5,
+      tcp_max_connections: 0, tls_max_connections: 0, ws_max_connections: 0, wss_max_connections: 0,
     },
     mqtt: {
       max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15,

@@ -27,6 +27,11 @@ export function nonEmptyStr(): ValueSpec<string> {
   return { expected: 'a non-empty string', parse: (raw) => (typeof raw === 'string' && raw !== '' ? raw : undefined) };
 }
 
+/** A URL path (the WebSocket endpoint): `/` and then path characters, no query. */
+export function urlPath(): ValueSpec<string> {
+  return { expected: 'a URL path such as /mqtt', parse: (raw) => (typeof raw === 'string' && /^\/[\w\-./~]*$/.test(raw) ? raw : undefined) };
+}
+
 export function bool(): ValueSpec<boolean> {
   return {
     expected: 'true or false',

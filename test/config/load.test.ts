@@ -29,6 +29,8 @@ t.test('no file, no environment, no flags: the embedded defaults', async (t) => 
   t.equal(c.node.data_dir, './data/tidemq@127.0.0.1');
   t.equal(c.listeners.bind, '127.0.0.1');
   t.equal(c.listeners.tcp_port, 1883);
+  t.equal(c.listeners.ws_path, '/mqtt');
+  t.equal(c.listeners.proxy_header_timeout, 5);
   t.equal(c.mqtt.max_packet_size, 1048576);
   t.equal(c.mqtt.idle_timeout, 15);
   t.equal(c.management.port, 8081);
@@ -186,6 +188,9 @@ t.test('every kind of bad value names its key and the expected form', async (t) 
     ['TIDEMQ_AUTH__ACL_DEFAULT', 'maybe', /auth\.acl_default: expected one of allow, deny/],
     ['TIDEMQ_LOG__LEVEL', 'loud', /log\.level: expected one of trace/],
     ['TIDEMQ_CLUSTER__DISCOVERY', 'mdns', /cluster\.discovery/],
+    ['TIDEMQ_LISTENERS__WS_PATH', 'mqtt', /listeners\.ws_path: expected a URL path such as \/mqtt/],
+    ['TIDEMQ_LISTENERS__WS_PATH', '/mqtt?x=1', /listeners\.ws_path/],
+    ['TIDEMQ_LISTENERS__PROXY_HEADER_TIMEOUT', '2h', /listeners\.proxy_header_timeout: expected a duration/],
   ];
   for (const [name, value, pattern] of cases) {
     t.match(configError(() => loadConfig({}, { [name]: value })), pattern, `${name}=${value}`);
@@ -217,6 +222,17 @@ t.test('cross-key rules', async (t) => {
     t.equal(loadConfig({}, { TIDEMQ_MANAGEMENT__BIND: bind }).management.password, 'public', `${bind} with the default password`);
   }
   t.match(configError(() => loadConfig({}, { TIDEMQ_LISTENERS__TLS_CERT_FILE: 'c.pem' })), /tls_key_file/, 'cert without key');
+  t.match(configError(() => loadConfig({}, { TIDEMQ_LISTENERS__TLS_VERIFY_PEER: 'true' })), /listeners\.tls_ca_file/, 'verify peer without a CA');
+  t.match(
+    configError(() => loadConfig({}, { TIDEMQ_LISTENERS__TLS_CN_AS_USERNAME: 'true', TIDEMQ_LISTENERS__TLS_CA_FILE: 'ca.pem' })),
+    /listeners\.tls_cn_as_username/,
+    'CN as user name without verification',
+  );
+  t.equal(
+    loadConfig({}, { TIDEMQ_LISTENERS__TLS_CN_AS_USERNAME: 'true', TIDEMQ_LISTENERS__TLS_VERIFY_PEER: 'true', TIDEMQ_LISTENERS__TLS_CA_FILE: 'ca.pem' })
+      .listeners.tls_cn_as_username,
+    true,
+  );
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'static' })), /cluster\.seeds/, 'static without seeds');
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'dns' })), /cluster\.dns_name/, 'dns without a name');
 });
