@@ -77,9 +77,9 @@ export async function main(args: string[]): Promise<void> {
     .wrap(Math.min(100, yargs().terminalWidth()))
     .exitProcess(false)
     .fail((msg, err) => {
-      // yargs reports usage problems with a message and no error; errors from handlers pass on.
-      if (err) throw err;
-      throw new UsageError(msg);
+      // yargs reports usage problems as a message or its own YError; errors from handlers pass on.
+      if (err && err.name !== 'YError') throw err;
+      throw new UsageError(msg ?? err.message);
     });
   try {
     await cli.parseAsync();

@@ -42,6 +42,10 @@ t.test('usage errors exit 2', async (t) => {
   t.match(none.stderr, /a command is needed/);
   const missing = await tidemq(['passwd', 'file-only']);
   t.equal(missing.code, 2, 'passwd without a user');
+  const noValue = await tidemq(['start', '--join']);
+  t.equal(noValue.code, 2, 'a flag without its value');
+  t.match(noValue.stderr, /^tidemq: Not enough arguments following: join/);
+  t.equal((await tidemq(['start', 'extra'])).code, 2, 'an unexpected positional argument');
 });
 
 t.test('start with a bad configuration exits 2 naming the key, before starting', async (t) => {
