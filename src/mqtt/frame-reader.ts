@@ -59,7 +59,9 @@ export class FrameReader {
     return this.headLen + this.filled;
   }
 
-  /** Feeds socket bytes. Throws ProtocolError on a bad fixed header before buffering any body. */
+  /** Feeds socket bytes. Throws ProtocolError on a bad fixed header before buffering any body.
+   *  An error thrown by onFrame (e.g. from a decoder) also propagates from here, and either
+   *  halts the reader for good. */
   push(chunk: Buffer): void {
     if (this.halted) return;
     try {

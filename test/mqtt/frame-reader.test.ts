@@ -189,6 +189,23 @@ t.test('after a ProtocolError the reader delivers nothing more', async (t) => {
   t.strictSame(r.frames, []);
 });
 
+t.test('an error thrown by onFrame propagates from push and halts the reader', async (t) => {
+  const seen: number[] = [];
+  const reader = new FrameReader(
+    {
+      onFrame(header) {
+        seen.push(header);
+        if (header === 0xc0) throw new ProtocolError(ReasonCode.ProtocolError, 'from the handler');
+      },
+    },
+    1024,
+    1024,
+  );
+  t.equal(reasonOf(() => reader.push(Buffer.concat([CONNECT, hex('c0 00 d0 00')]))), ReasonCode.ProtocolError);
+  reader.push(hex('d0 00'));
+  t.strictSame(seen, [0x10, 0xc0]);
+});
+
 t.test('buffered counts held bytes of an incomplete packet', async (t) => {
   const r = recorder();
   r.push(CONNECT.subarray(0, 1));
