@@ -9,6 +9,8 @@ export type { Logger } from 'pino';
 const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const LEVEL_COLORS: Readonly<Record<number, string>> = { 40: '\x1b[33m', 50: '\x1b[31m', 60: '\x1b[31m' };
 const RESET = '\x1b[0m';
+/** Bytes of log lines buffered for a slow stdout before new lines are dropped (bounded, like all else). */
+const LOG_BUFFER_MAX = 16 * 1024 * 1024;
 
 function fieldValue(v: unknown): string {
   return typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
@@ -38,7 +40,7 @@ export function formatLogLine(line: string, color: boolean): string {
 
 /** Logs at `level`: JSON lines to `out`, or the compact form when `out` is a terminal. */
 export function createLogger(level: Config['log']['level'], out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): Logger {
-  if (!out.isTTY) return pino({ level }, out === process.stdout ? pino.destination(1) : out);
+  if (!out.isTTY) return pino({ level }, out === process.stdout ? pino.destination({ dest: 1, sync: false, maxLength: LOG_BUFFER_MAX }) : out);
   const human: DestinationStream = {
     write(line: string) {
       out.write(formatLogLine(line, true));
