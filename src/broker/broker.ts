@@ -161,7 +161,11 @@ export class Broker {
         this.stats.sessionsTakenOver++;
       }
       this.cancelTimers(session);
-      if (req.cleanStart) {
+      if (this.sessions.get(req.clientId) !== session) {
+        // An expiry-0 session ended with the connection just taken over: nothing to resume, and
+        // Session Present must be 0 [MQTT-3.2.2-2].
+        session = undefined;
+      } else if (req.cleanStart) {
         // The old session ends here: a will still waiting for its delay is due now [MQTT-3.1.3-9].
         if (session.will !== undefined && owner === null) this.publishWill(session);
         this.discard(session);
