@@ -41,7 +41,7 @@ t.test('v2', async (t) => {
   t.same(parseProxyHeader(v2(0x21, 0x11, V4, [0x04, 0x00, 0x02, 0xaa, 0xbb])), { length: 33, address: '10.1.2.3', port: 12345 }, 'TLVs are skipped');
   t.same(parseProxyHeader(v2(0x20, 0x00, [])), { length: 16, address: undefined, port: undefined }, 'LOCAL (health check)');
   t.same(parseProxyHeader(v2(0x20, 0x11, V4)), { length: 28, address: undefined, port: undefined }, 'LOCAL ignores addresses');
-  t.same(parseProxyHeader(v2(0x21, 0x31, Array<number>(216).fill(0))).address, undefined, 'unix: the socket address is used');
+  t.same(parseProxyHeader(v2(0x21, 0x31, Array<number>(216).fill(0)))?.address, undefined, 'unix: the socket address is used');
   for (let n = 0; n < h4.length; n++) t.equal(parseProxyHeader(h4.subarray(0, n)), null, `incomplete after ${n} bytes`);
   t.throws(() => parseProxyHeader(v2(0x11, 0x11, V4)), ProxyHeaderError, 'version 1 in a v2 header');
   t.throws(() => parseProxyHeader(v2(0x22, 0x11, V4)), ProxyHeaderError, 'unknown command');
