@@ -5,19 +5,70 @@ import type { Logger } from 'pino';
 import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
 import { Broker } from './broker/broker.js';
-import { listenTcp } from './broker/tcp-listener.js';
+import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
 import { TimerWheel } from './broker/timer-wheel.js';
+import { listenTls } from './broker/tls-listener.js';
+import { listenWs } from './broker/ws-listener.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 
 /** Resolution of the shared timer wheel: keepalives and deadlines are checked this often. */
 const WHEEL_TICK_MS = 250;
 
+/** A running listener: its bound port and its accept counters (metrics label `listener`). */
+export interface ListenerInfo {
+  readonly name: ListenerName;
+  readonly port: number;
+  readonly stats: ListenerStats;
+}
+
 export interface NodeHandle {
   readonly broker: Broker;
   /** Bound MQTT/TCP port (differs from the config when that asked for port 0). */
   readonly mqttPort: number;
+  /** The listeners that started, TCP first. */
+  readonly listeners: readonly ListenerInfo[];
   close(): Promise<void>;
+}
+
+type Stop = () => Promise<void>;
+
+function serverPort(server: Server, configured: number): number {
+  const address = server.address();
+  return typeof address === 'object' && address !== null ? address.port : configured;
+}
+
+function stopServer(server: Server): Stop {
+  return () => new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Starts the configured listeners: TCP always; TLS and WSS when cert and key files are set;
+ * each but TCP can be switched off. If one fails, those already open are closed again.
+ */
+async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: Stop[]): Promise<void> {
+  const l = broker.config.listeners;
+  const haveCert = l.tls_cert_file !== '';
+  const tcpGate = new ListenerGate('tcp', broker, l.tcp_max_connections);
+  const tcp = await listenTcp(broker, tcpGate, l.bind, l.tcp_port);
+  stops.push(stopServer(tcp));
+  listeners.push({ name: 'tcp', port: serverPort(tcp, l.tcp_port), stats: tcpGate.stats });
+  if (haveCert && l.tls_enabled) {
+    const gate = new ListenerGate('tls', broker, l.tls_max_connections);
+    const server = await listenTls(broker, gate, l.bind, l.tls_port);
+    stops.push(stopServer(server));
+    listeners.push({ name: 'tls', port: serverPort(server, l.tls_port), stats: gate.stats });
+  }
+  for (const [name, enabled, port, max] of [
+    ['ws', l.ws_enabled, l.ws_port, l.ws_max_connections],
+    ['wss', haveCert && l.wss_enabled, l.wss_port, l.wss_max_connections],
+  ] as const) {
+    if (!enabled) continue;
+    const gate = new ListenerGate(name, broker, max);
+    const server = await listenWs(broker, gate, l.bind, port, name === 'wss');
+    stops.push(async () => server.close());
+    listeners.push({ name, port: server.port, stats: gate.stats });
+  }
 }
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
@@ -25,23 +76,32 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   const wheel = new TimerWheel(WHEEL_TICK_MS);
   const broker = new Broker(config, wheel, createAuthenticator(config.auth), loadAcl(config.auth), log);
   wheel.start();
-  const tcp = await listenTcp(broker, config.listeners.bind, config.listeners.tcp_port);
-  const address = tcp.address();
-  const mqttPort = typeof address === 'object' && address !== null ? address.port : config.listeners.tcp_port;
-  log.info({ node: config.node.name, mqtt: `${config.listeners.bind}:${mqttPort}`, data_dir: config.node.data_dir }, 'tidemq node started');
+  const listeners: ListenerInfo[] = [];
+  const stops: Stop[] = [];
+  try {
+    await startListeners(broker, listeners, stops);
+  } catch (err) {
+    await Promise.all(stops.map((stop) => stop()));
+    wheel.stop();
+    throw err;
+  }
+  const mqttPort = (listeners[0] as ListenerInfo).port;
+  const bound = Object.fromEntries(listeners.map((li) => [li.name === 'tcp' ? 'mqtt' : li.name, `${config.listeners.bind}:${li.port}`]));
+  log.info({ node: config.node.name, ...bound, data_dir: config.node.data_dir }, 'tidemq node started');
 
   let closing: Promise<void> | undefined;
   return {
     broker,
     mqttPort,
-    close: () => (closing ??= shutdown(broker, [tcp], wheel, log)),
+    listeners,
+    close: () => (closing ??= shutdown(broker, stops, wheel, log)),
   };
 }
 
 /** Stop accepting, tell 5.0 clients the server is shutting down (0x8B), close everyone. */
-async function shutdown(broker: Broker, servers: Server[], wheel: TimerWheel, log: Logger): Promise<void> {
+async function shutdown(broker: Broker, stops: Stop[], wheel: TimerWheel, log: Logger): Promise<void> {
   log.info('shutting down');
-  const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+  const closed = stops.map((stop) => stop());
   for (const conn of [...broker.connections]) conn.disconnect(ReasonCode.ServerShuttingDown, true);
   await Promise.all(closed);
   wheel.stop();

@@ -40,9 +40,15 @@ export class TcpConnection implements Transport {
   readonly protocol: Protocol;
   corked = false;
 
+  /**
+   * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
+   * identity the transport established (a TLS client certificate's CN), overriding CONNECT's.
+   */
   constructor(
     readonly socket: Socket,
     readonly broker: Broker,
+    private readonly address?: string,
+    readonly username?: string,
   ) {
     (socket as ClientSocket).tidemq = this;
     broker.stats.connectionsLive++;
@@ -54,7 +60,7 @@ export class TcpConnection implements Transport {
   }
 
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    return this.address ?? this.socket.remoteAddress ?? '';
   }
 
   get backlog(): number {

@@ -1,29 +1,163 @@
-import net from 'node:net';
+import net, { type Socket } from 'node:net';
 import type { Broker } from './broker.js';
+import { parseProxyHeader, ProxyHeaderError } from './proxy-protocol.js';
 import { TcpConnection } from './tcp-connection.js';
+import { WheelTimer } from './timer-wheel.js';
 import { TokenBucket } from './token-bucket.js';
 
+export type ListenerName = 'tcp' | 'tls' | 'ws' | 'wss';
+
+/** One listener's accept outcomes, read by the metrics module under a `listener` label. */
+export interface ListenerStats {
+  /** Connections admitted and not yet closed, handshakes and PROXY headers in progress included. */
+  live: number;
+  accepted: number;
+  rateLimited: number;
+  maxConnections: number;
+  /** Refused for a missing, bad or late PROXY header, or (WebSocket) a bad upgrade request. */
+  refused: number;
+}
+
 /**
- * The MQTT/TCP listener. Over max_connections or over the connection rate a socket is accepted
- * and closed at once (counted): the cheapest refusal, and it keeps the accept queue moving.
+ * A listener's accept limits: the node-wide max_connections, this listener's own cap (0: none)
+ * and its connection rate (mqtt.max_conn_rate, one bucket per listener). Over a limit the
+ * connection is closed at once and counted: the cheapest refusal, and it keeps the accept queue
+ * moving.
  */
-export async function listenTcp(broker: Broker, host: string, port: number): Promise<net.Server> {
-  const mqtt = broker.config.mqtt;
-  const bucket = mqtt.max_conn_rate > 0 ? new TokenBucket(mqtt.max_conn_rate, Math.max(1, mqtt.max_conn_burst)) : null;
+export class ListenerGate {
+  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0 };
+  private readonly bucket: TokenBucket | null;
+
+  constructor(
+    readonly name: ListenerName,
+    private readonly broker: Broker,
+    private readonly maxConnections: number,
+  ) {
+    const mqtt = broker.config.mqtt;
+    this.bucket = mqtt.max_conn_rate > 0 ? new TokenBucket(mqtt.max_conn_rate, Math.max(1, mqtt.max_conn_burst)) : null;
+  }
+
+  /** Admits one new connection (counted live until release()), or counts why not. */
+  admit(): boolean {
+    const stats = this.broker.stats;
+    if (stats.connectionsLive >= this.broker.config.mqtt.max_connections || (this.maxConnections > 0 && this.stats.live >= this.maxConnections)) {
+      stats.acceptMaxConnections++;
+      this.stats.maxConnections++;
+      return false;
+    }
+    if (this.bucket !== null && !this.bucket.tryTake()) {
+      stats.acceptRateLimited++;
+      this.stats.rateLimited++;
+      return false;
+    }
+    this.stats.live++;
+    this.stats.accepted++;
+    return true;
+  }
+
+  release(): void {
+    this.stats.live--;
+  }
+
+  /** A connection refused after admission (bad PROXY header, bad upgrade): counted and logged. */
+  refuse(address: string | undefined, why: string): void {
+    this.stats.refused++;
+    this.broker.log.debug({ listener: this.name, address, why }, 'connection refused');
+  }
+}
+
+/**
+ * What becomes of an admitted socket: `address` is the client's address from a PROXY header
+ * (undefined without one), `early` the client bytes that arrived behind the header.
+ */
+export type StreamHandoff = (socket: Socket, address: string | undefined, early: Buffer | undefined) => void;
+
+interface GatedSocket extends Socket {
+  tidemqGate: ListenerGate;
+}
+
+interface PendingSocket extends GatedSocket {
+  tidemqProxy: PendingProxy;
+}
+
+/** A socket whose PROXY header has not fully arrived, under the header deadline. */
+interface PendingProxy {
+  buffered: Buffer | undefined;
+  readonly timer: WheelTimer;
+  readonly broker: Broker;
+  readonly handoff: StreamHandoff;
+}
+
+function releaseGate(this: GatedSocket): void {
+  this.tidemqGate.release();
+}
+
+function ignoreError(): void {
+  // ECONNRESET and friends before the connection's owner exists: 'close' does the bookkeeping.
+}
+
+function onProxyData(this: PendingSocket, chunk: Buffer): void {
+  const pending = this.tidemqProxy;
+  const buf = pending.buffered === undefined ? chunk : Buffer.concat([pending.buffered, chunk]);
+  let header;
+  try {
+    header = parseProxyHeader(buf);
+  } catch (err) {
+    if (!(err instanceof ProxyHeaderError)) throw err;
+    refuseProxy(this, err.message);
+    return;
+  }
+  if (header === null) {
+    pending.buffered = buf;
+    return;
+  }
+  pending.broker.wheel.cancel(pending.timer);
+  this.off('data', onProxyData);
+  this.off('close', onPendingClose);
+  // Paused, so bytes handed back with unshift() wait for the next owner instead of being emitted.
+  this.pause();
+  pending.handoff(this, header.address, header.length < buf.length ? buf.subarray(header.length) : undefined);
+}
+
+function onPendingClose(this: PendingSocket): void {
+  this.tidemqProxy.broker.wheel.cancel(this.tidemqProxy.timer);
+}
+
+function refuseProxy(socket: PendingSocket, why: string): void {
+  socket.tidemqProxy.broker.wheel.cancel(socket.tidemqProxy.timer);
+  socket.tidemqGate.refuse(socket.remoteAddress, why);
+  socket.destroy();
+}
+
+/** With proxy_protocol on, nothing but a valid PROXY header within the deadline gets through. */
+function awaitProxyHeader(socket: GatedSocket, broker: Broker, handoff: StreamHandoff): void {
+  const pendingSocket = socket as PendingSocket;
+  const timer = new WheelTimer(() => refuseProxy(pendingSocket, 'no PROXY header within proxy_header_timeout'));
+  pendingSocket.tidemqProxy = { buffered: undefined, timer, broker, handoff };
+  broker.wheel.schedule(timer, Date.now() + broker.config.listeners.proxy_header_timeout * 1000);
+  socket.on('error', ignoreError);
+  socket.on('close', onPendingClose);
+  socket.on('data', onProxyData);
+}
+
+/**
+ * A stream listener (TCP, and TLS before its handshake): admission by the gate, then the PROXY
+ * header when proxy_protocol is on, then `handoff`. Without PROXY the accepted socket goes
+ * straight to its owner, with nothing added on its data path.
+ */
+export async function listenStream(broker: Broker, gate: ListenerGate, host: string, port: number, handoff: StreamHandoff): Promise<net.Server> {
+  const proxy = broker.config.listeners.proxy_protocol;
   const server = net.createServer({ noDelay: true }, (socket) => {
-    if (broker.stats.connectionsLive >= mqtt.max_connections) {
-      broker.stats.acceptMaxConnections++;
+    if (!gate.admit()) {
       socket.destroy();
       return;
     }
-    if (bucket !== null && !bucket.tryTake()) {
-      broker.stats.acceptRateLimited++;
-      socket.destroy();
-      return;
-    }
-    new TcpConnection(socket, broker);
+    (socket as GatedSocket).tidemqGate = gate;
+    socket.on('close', releaseGate);
+    if (proxy) awaitProxyHeader(socket as GatedSocket, broker, handoff);
+    else handoff(socket, undefined, undefined);
   });
-  server.on('error', (err) => broker.log.error({ err }, 'MQTT/TCP listener error'));
+  server.on('error', (err) => broker.log.error({ err, listener: gate.name }, 'MQTT listener error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port, backlog: 4096 }, () => {
@@ -32,4 +166,14 @@ export async function listenTcp(broker: Broker, host: string, port: number): Pro
     });
   });
   return server;
+}
+
+/** The MQTT/TCP listener. */
+export function listenTcp(broker: Broker, gate: ListenerGate, host: string, port: number): Promise<net.Server> {
+  return listenStream(broker, gate, host, port, (socket, address, early) => {
+    const conn = new TcpConnection(socket, broker, address);
+    if (early !== undefined) conn.protocol.receive(early);
+    // Paused for its PROXY header: it flows again now that its owner listens.
+    if (socket.isPaused()) socket.resume();
+  });
 }
