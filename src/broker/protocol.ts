@@ -33,6 +33,8 @@ export interface Transport {
   /** Flushes what was written, then closes. */
   end(): void;
   readonly remoteAddress: string;
+  /** An identity the transport established (a verified TLS client certificate's CN), used instead of CONNECT's username. */
+  readonly username?: string | undefined;
 }
 
 const enum State {
@@ -198,8 +200,8 @@ export class Protocol implements FrameHandler, ClientConnection {
       if (will.retain && !mqtt.retain_available) return this.refuse(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
     }
     this.clientId = clientId;
-    this.username = c.username;
-    const verdict = this.broker.authenticator.authenticate(clientId, c.username, c.password);
+    this.username = this.transport.username ?? c.username;
+    const verdict = this.broker.authenticator.authenticate(clientId, this.username, c.password);
     if (verdict === true) this.accept(c, assigned);
     else if (verdict === false) this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
     else {
@@ -263,6 +265,10 @@ export class Protocol implements FrameHandler, ClientConnection {
     }
     this.transport.write(this.broker.connack(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
+    // The level check first: the default connect path builds no log object.
+    if (this.broker.log.isLevelEnabled('debug')) {
+      this.broker.log.debug({ clientId: this.clientId, address: this.transport.remoteAddress }, 'client connected');
+    }
     this.scheduleKeepalive(now);
     session.attach(this);
   }
