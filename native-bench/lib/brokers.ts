@@ -86,7 +86,8 @@ export async function startBroker(id: BrokerId, paths: Paths): Promise<RunningBr
     case 'tidemq':
       cmd = process.execPath;
       args = [join(paths.root, 'bin', 'tidemq'), 'start', '--node', 'bench@127.0.0.1', '--mqtt-port', String(port),
-        '--mgmt-port', String(await freePort()), '--cluster-port', String(await freePort()), '--data-dir', tmp];
+        '--mgmt-port', String(await freePort()), '--cluster-port', String(await freePort()),
+        '--ws-port', String(await freePort()), '--data-dir', tmp];
       break;
   }
   const child: ChildProcess = own(spawn(cmd, args, { cwd: paths.root, stdio: ['ignore', 'ignore', 'pipe'] }));
