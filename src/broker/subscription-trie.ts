@@ -1,13 +1,62 @@
 // Local subscriptions as a trie over topic levels. Publishing walks only the branches a topic can
 // match ('+', '#' and the exact level at each depth) instead of testing every filter.
 
+/**
+ * The entries of one filter: keys and values in parallel arrays, so a publish iterates them with
+ * an index and allocates nothing (a Map's for-of allocates an entry per element), plus key -> index
+ * for O(1) get, replace and swap-remove.
+ */
+class Entries<V> {
+  readonly keys: string[] = [];
+  readonly values: V[] = [];
+  private readonly index = new Map<string, number>();
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  get(key: string): V | undefined {
+    const i = this.index.get(key);
+    return i === undefined ? undefined : this.values[i];
+  }
+
+  /** Returns true when the key is new. */
+  set(key: string, value: V): boolean {
+    const i = this.index.get(key);
+    if (i !== undefined) {
+      this.values[i] = value;
+      return false;
+    }
+    this.index.set(key, this.keys.length);
+    this.keys.push(key);
+    this.values.push(value);
+    return true;
+  }
+
+  delete(key: string): boolean {
+    const i = this.index.get(key);
+    if (i === undefined) return false;
+    const last = this.keys.length - 1;
+    if (i !== last) {
+      const moved = this.keys[last] as string;
+      this.keys[i] = moved;
+      this.values[i] = this.values[last] as V;
+      this.index.set(moved, i);
+    }
+    this.keys.pop();
+    this.values.pop();
+    this.index.delete(key);
+    return true;
+  }
+}
+
 class TrieNode<V> {
   /** Exact-level children; created on first use so leaves stay small. */
   children: Map<string, TrieNode<V>> | undefined = undefined;
   plus: TrieNode<V> | undefined = undefined;
   hash: TrieNode<V> | undefined = undefined;
   /** Subscribers of the filter ending at this node, by key (e.g. client id). */
-  entries: Map<string, V> | undefined = undefined;
+  entries: Entries<V> | undefined = undefined;
 
   constructor(
     readonly parent: TrieNode<V> | undefined,
@@ -54,10 +103,9 @@ export class SubscriptionTrie<V> {
       }
       node = next;
     }
-    const entries = (node.entries ??= new Map());
+    const entries = (node.entries ??= new Entries());
     const firstForFilter = entries.size === 0;
-    if (!entries.has(key)) this.entryCount++;
-    entries.set(key, value);
+    if (entries.set(key, value)) this.entryCount++;
     if (firstForFilter) this.filters++;
     return firstForFilter;
   }
@@ -83,7 +131,9 @@ export class SubscriptionTrie<V> {
 
   /**
    * Calls visit(ctx, value, key) for every entry whose filter matches `topic` (a valid topic name).
-   * `ctx` lets callers pass a module-level function: no closure per publish.
+   * `ctx` lets callers pass a module-level function: no closure per publish. visit may remove the
+   * entry it is given (e.g. a subscriber dropped on overflow); other changes to the trie during
+   * match may skip or repeat entries.
    */
   match<C>(topic: string, ctx: C, visit: (ctx: C, value: V, key: string) => void): void {
     const levels = topic.split('/');
@@ -137,6 +187,11 @@ export class SubscriptionTrie<V> {
   }
 }
 
-function visitAll<V, C>(entries: Map<string, V>, ctx: C, visit: (ctx: C, value: V, key: string) => void): void {
-  for (const [key, value] of entries) visit(ctx, value, key);
+function visitAll<V, C>(entries: Entries<V>, ctx: C, visit: (ctx: C, value: V, key: string) => void): void {
+  // Backwards, so removing the current entry (swap-remove from the end) skips nothing.
+  const { keys, values } = entries;
+  for (let i = keys.length - 1; i >= 0; i--) {
+    if (i >= keys.length) continue; // visit removed several entries
+    visit(ctx, values[i] as V, keys[i] as string);
+  }
 }

@@ -69,6 +69,47 @@ t.test('pruning keeps nodes that still lead somewhere', async (t) => {
   t.equal(trie.get('a', 'k'), 2);
 });
 
+t.test('many keys on one filter: swap-remove keeps get and match right', async (t) => {
+  const rnd = seededRandom(7);
+  const trie = new SubscriptionTrie<number>();
+  const alive = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    trie.add('big/+', `k${i}`, i);
+    alive.set(`k${i}`, i);
+  }
+  let routeDeletes = 0;
+  for (let i = 0; i < 300; i++) {
+    const key = `k${Math.floor(rnd() * 300)}`;
+    if (trie.remove('big/+', key)) routeDeletes++;
+    alive.delete(key);
+  }
+  t.equal(routeDeletes, 0, 'entries remain');
+  t.ok(alive.size < 200, 'a good part was removed');
+  let wrong = 0;
+  for (let i = 0; i < 300; i++) if (trie.get('big/+', `k${i}`) !== alive.get(`k${i}`)) wrong++;
+  t.equal(wrong, 0, 'get after removals');
+  const seen: Array<[string, number]> = [];
+  trie.match('big/x', seen, (acc, value, key) => acc.push([key, value]));
+  t.same(new Map(seen), alive);
+  t.equal(seen.length, alive.size);
+});
+
+t.test('visit may remove the entry it is visiting', async (t) => {
+  const trie = new SubscriptionTrie<number>();
+  for (let i = 0; i < 10; i++) trie.add('a/b', `k${i}`, i);
+  trie.add('a/#', 'h', 98);
+  const seen: string[] = [];
+  const ctx = { trie, seen };
+  trie.match('a/b', ctx, (c, value, key) => {
+    c.seen.push(key);
+    if (value % 2 === 0) c.trie.remove(value === 98 ? 'a/#' : 'a/b', key);
+  });
+  t.same(seen.sort(), ['h', ...Array.from({ length: 10 }, (_, i) => `k${i}`)].sort(), 'each visited once');
+  t.equal(trie.size, 5);
+  t.equal(trie.get('a/b', 'k1'), 1);
+  t.equal(trie.get('a/b', 'k2'), undefined);
+});
+
 t.test('random filters and topics against topicMatches', async (t) => {
   const seed = 0x71de;
   const rnd = seededRandom(seed);
