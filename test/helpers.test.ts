@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import type { MqttClient } from 'mqtt';
 import t from 'tap';
-import { buildIfStale } from './helpers/build.js';
+import { buildIfStale, repoRoot } from './helpers/build.js';
 import { connectClient, messageCollector, rawConnect, run } from './helpers/clients.js';
+import { startNode } from './helpers/node-process.js';
 import { freePort } from './helpers/ports.js';
 import { isRunning, startProcess, type ManagedProcess } from './helpers/process.js';
 
@@ -178,3 +179,34 @@ t.test('buildIfStale builds a missing or stale output, skips a fresh one, report
   await t.rejects(buildIfStale(root), /tsc failed[\s\S]*b\.ts[\s\S]*TS2322/);
   t.equal(existsSync(join(root, 'dist', '.build-lock')), false, 'lock released after a failure');
 });
+
+t.test(
+  'startNode runs a real node, cleans up, restarts on a kept data dir',
+  { skip: !existsSync(join(repoRoot, 'bin', 'tidemq')) && 'bin/tidemq does not exist yet' },
+  async (t) => {
+    let first: { pid: number; dataDir: string } | undefined;
+    await t.test('first run keeps its data dir', async (t) => {
+      const node = await startNode(t, { keepDataDir: true });
+      first = node;
+      const raw = await rawConnect(t, node.mqttPort);
+      t.equal(raw.isClosed, false, 'MQTT port accepts');
+      t.ok(existsSync(node.dataDir));
+    });
+    if (first === undefined) return;
+    const kept = first;
+    t.equal(isRunning(kept.pid), false, 'stopped on teardown');
+    t.ok(existsSync(kept.dataDir), 'data dir kept');
+    let second: { pid: number; dataDir: string } | undefined;
+    await t.test('second run on the same data dir', async (t) => {
+      const node = await startNode(t, { dataDir: kept.dataDir, name: 'again@127.0.0.1' });
+      second = node;
+      t.equal(node.name, 'again@127.0.0.1');
+      t.equal(node.dataDir, kept.dataDir);
+      t.equal(await node.stop(), 0, 'graceful exit on SIGTERM');
+      t.match(node.output(), 'again@127.0.0.1');
+    });
+    if (second === undefined) return;
+    t.equal(isRunning(second.pid), false);
+    t.equal(existsSync(second.dataDir), false, 'data dir removed on teardown');
+  },
+);

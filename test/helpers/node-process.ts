@@ -40,9 +40,9 @@ let nodeCount = 0;
 
 /**
  * Spawns `node bin/tidemq start --node <name> --mqtt-port .. --mgmt-port .. --cluster-port ..
- * --data-dir <dir> [...args]`, waits until the MQTT port accepts TCP (15 s, then kills it and
- * throws with its output), and on teardown stops it and removes its data dir (unless keepDataDir;
- * only directories under the OS temp dir are ever removed).
+ * --ws-port 0 --data-dir <dir> [...args]`, waits until the MQTT port accepts TCP (15 s, then
+ * kills it and throws with its output), and on teardown stops it and removes its data dir (unless
+ * keepDataDir; only directories under the OS temp dir are ever removed).
  */
 export async function startNode(t: Test, opts: StartNodeOptions = {}): Promise<NodeProcess> {
   await ensureBuilt();
@@ -62,6 +62,7 @@ export async function startNode(t: Test, opts: StartNodeOptions = {}): Promise<N
     '--mqtt-port', String(mqttPort),
     '--mgmt-port', String(mgmtPort),
     '--cluster-port', String(clusterPort),
+    '--ws-port', '0', // WebSocket is on by default: any free port, so parallel nodes do not collide on 8083
     '--data-dir', dataDir,
     ...(opts.args ?? []),
   ];
