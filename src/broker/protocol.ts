@@ -33,7 +33,7 @@ export interface Transport {
   /** Flushes what was written, then closes. */
   end(): void;
   readonly remoteAddress: string;
-  /** An identity the transport established (a verified TLS client certificate's CN), used instead of CONNECT's username. */
+  /** An identity the transport established (a verified TLS client certificate's CN): authenticated, and used instead of CONNECT's username. */
   readonly username?: string | undefined;
 }
 
@@ -200,8 +200,10 @@ export class Protocol implements FrameHandler, ClientConnection {
       if (will.retain && !mqtt.retain_available) return this.refuse(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
     }
     this.clientId = clientId;
-    this.username = this.transport.username ?? c.username;
-    const verdict = this.broker.authenticator.authenticate(clientId, this.username, c.password);
+    // A verified client certificate authenticates its CN; the password file is for the rest.
+    const certified = this.transport.username;
+    this.username = certified ?? c.username;
+    const verdict = certified !== undefined || this.broker.authenticator.authenticate(clientId, c.username, c.password);
     if (verdict === true) this.accept(c, assigned);
     else if (verdict === false) this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
     else {
