@@ -76,7 +76,7 @@ type ListenerOverrides = Partial<Config['listeners']>;
  */
 export async function startTestNode(
   t: Test,
-  opts: { certs?: Certs; listeners?: ListenerOverrides; mqtt?: Partial<Config['mqtt']> } = {},
+  opts: { certs?: Certs; listeners?: ListenerOverrides; mqtt?: Partial<Config['mqtt']>; auth?: Partial<Config['auth']> } = {},
 ): Promise<TestNode> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tidemq-listeners-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -88,6 +88,7 @@ export async function startTestNode(
   }
   Object.assign(config.listeners, opts.listeners ?? {});
   Object.assign(config.mqtt, opts.mqtt ?? {});
+  Object.assign(config.auth, opts.auth ?? {});
   const records: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
