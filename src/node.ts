@@ -1,5 +1,6 @@
 // One tidemq node: the broker and its listeners, wired from a config. `tidemq start` runs this.
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { loadAcl } from './broker/acl.js';
@@ -11,9 +12,13 @@ import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
+import { LmdbStore } from './store/lmdb-store.js';
 
 /** Resolution of the shared timer wheel: keepalives and deadlines are checked this often. */
 const WHEEL_TICK_MS = 250;
+/** Background store maintenance: entries of ended sessions deleted this many at a time, this often. */
+const SWEEP_BATCH = 5000;
+const SWEEP_INTERVAL_MS = 1000;
 
 /** A running listener: its bound port and its accept counters (metrics label `listener`). */
 export interface ListenerInfo {
@@ -73,8 +78,14 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
   await mkdir(config.node.data_dir, { recursive: true });
+  // A corrupt or incompatible store throws here, naming its path, before anything listens.
+  const store = LmdbStore.open(join(config.node.data_dir, 'lmdb'));
   const wheel = new TimerWheel(WHEEL_TICK_MS);
-  const broker = new Broker(config, wheel, createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const broker = new Broker(config, wheel, createAuthenticator(config.auth), loadAcl(config.auth), log, store);
+  const restored = broker.restore(Date.now());
+  log.info({ path: store.path, ...restored }, 'session store loaded');
+  const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);
+  sweeper.unref();
   wheel.start();
   const listeners: ListenerInfo[] = [];
   const stops: Stop[] = [];
@@ -83,6 +94,8 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   } catch (err) {
     await Promise.all(stops.map((stop) => stop()));
     wheel.stop();
+    clearInterval(sweeper);
+    await store.close();
     throw err;
   }
   const mqttPort = (listeners[0] as ListenerInfo).port;
@@ -94,7 +107,10 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
     broker,
     mqttPort,
     listeners,
-    close: () => (closing ??= shutdown(broker, stops, wheel, log)),
+    close: () => (closing ??= shutdown(broker, stops, wheel, log).then(() => {
+      clearInterval(sweeper);
+      return store.close();
+    })),
   };
 }
 

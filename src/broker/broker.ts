@@ -4,6 +4,9 @@ import type { Config } from '../config/schema.js';
 import { encodePacket } from '../mqtt/encode.js';
 import { PacketType, type Properties, type ProtocolVersion, type QoS } from '../mqtt/packets.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
+import { restoreSession, SessionJournal, toMessage } from '../store/journal.js';
+import { DurableAcks } from '../store/durable-acks.js';
+import type { SessionStore } from '../store/store.js';
 import type { Acl } from './acl.js';
 import type { Authenticator } from './auth.js';
 import { ownPayload, type Message } from './message.js';
@@ -61,6 +64,8 @@ export class Broker {
   readonly retained = new RetainedTree<Message>();
   readonly stats = new BrokerStats();
   readonly limits: SessionLimits;
+  /** Acks waiting for store durability, batched per turn; null without a store. */
+  readonly durableAcks: DurableAcks | null;
   /** CONNACKs for the common case, built once: [3.1, 3.1.1 no session, 3.1.1 session, 5.0 no session, 5.0 session]. */
   private readonly connacks: Buffer[];
   /** CONNACK properties every 5.0 client gets: our limits and what we do not support. */
@@ -75,7 +80,10 @@ export class Broker {
     readonly authenticator: Authenticator,
     readonly acl: Acl,
     readonly log: Logger,
+    /** Where persistent sessions and retained messages live; null keeps everything in memory. */
+    readonly store: SessionStore | null = null,
   ) {
+    this.durableAcks = store === null ? null : new DurableAcks(store, log);
     this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes };
     const mqtt = config.mqtt;
     const p: Properties = {};
@@ -129,10 +137,12 @@ export class Broker {
     // [MQTT-3.3.1-6] a zero-length retained payload removes the retained message.
     if (message.payload.length === 0) {
       this.retained.delete(message.topic);
+      if (this.store !== null) this.store.deleteRetained(message.topic);
       return;
     }
     ownPayload(message);
     this.retained.set(message.topic, message);
+    if (this.store !== null) this.store.putRetained(message);
   }
 
   /** @internal Called for each matching trie entry by visitEntry. */
@@ -183,7 +193,70 @@ export class Broker {
     }
     session.expiryInterval = req.expiryInterval;
     session.will = req.will;
+    // Connected from here on: stored so, a crash restarts its expiry clock at the restart.
+    session.disconnectedAt = 0;
+    this.persist(session);
     return { session, present };
+  }
+
+  /** Keeps the store in step with whether the session outlives its connection (SPEC 3). */
+  private persist(session: Session): void {
+    const store = this.store;
+    if (store === null) return;
+    const journal = session.journal;
+    if (session.expiryInterval === 0) {
+      // It ends with its connection: a stored copy would outlive it.
+      if (journal !== null) {
+        journal.delete(session);
+        session.journal = null;
+      }
+      return;
+    }
+    if (journal !== null) journal.save(session);
+    else {
+      session.journal = new SessionJournal(store, store.allocateSid(), 0);
+      session.journal.saveAll(session);
+    }
+  }
+
+  /** Writes a persistent session's header after its subscriptions changed. */
+  saveSession(session: Session): void {
+    if (session.journal !== null) session.journal.save(session);
+  }
+
+  /**
+   * Loads the store at start: retained messages, and the persistent sessions, disconnected, with
+   * their expiry clocks restarted from the stored disconnect time; expired ones are dropped (their
+   * entries are deleted in the background by the store's sweep).
+   */
+  restore(now: number): { sessions: number; expired: number; retained: number } {
+    const counts = { sessions: 0, expired: 0, retained: 0 };
+    const store = this.store;
+    if (store === null) return counts;
+    for (const stored of store.loadRetained()) {
+      if (stored.expiresAt !== 0 && stored.expiresAt <= now) store.deleteRetained(stored.topic);
+      else {
+        this.retained.set(stored.topic, toMessage(stored));
+        counts.retained++;
+      }
+    }
+    const restored: Session[] = [];
+    for (const stored of store.loadSessions()) {
+      const session = restoreSession(stored, store, now);
+      const expiry = session.expiryInterval;
+      if (expiry !== NEVER_EXPIRES && session.disconnectedAt + expiry * 1000 <= now) {
+        store.deleteSession(session.clientId, stored.sid);
+        counts.expired++;
+        continue;
+      }
+      this.sessions.set(session.clientId, session);
+      for (const [filter, options] of stored.record.subscriptions) this.subscribe(session, filter, options);
+      restored.push(session);
+    }
+    // Every subscriber is in place before an overdue will goes out.
+    for (const session of restored) this.scheduleEnd(session, now);
+    counts.sessions = restored.length;
+    return counts;
   }
 
   /**
@@ -200,16 +273,24 @@ export class Broker {
       this.discard(session);
       return;
     }
+    if (session.journal !== null) session.journal.save(session);
+    this.scheduleEnd(session, now);
+  }
+
+  /** Expiry and will timers of a disconnected session, counted from its disconnect time. */
+  private scheduleEnd(session: Session, now: number): void {
+    const since = session.disconnectedAt;
     if (session.expiryInterval !== NEVER_EXPIRES) {
       session.expiryTimer ??= new WheelTimer(() => this.expire(session));
-      this.wheel.schedule(session.expiryTimer, now + session.expiryInterval * 1000);
+      this.wheel.schedule(session.expiryTimer, since + session.expiryInterval * 1000);
     }
     const will = session.will;
     if (will !== undefined) {
-      if (will.delay === 0) this.publishWill(session);
+      const at = since + will.delay * 1000;
+      if (at <= now) this.publishWill(session);
       else {
         session.willTimer ??= new WheelTimer(() => this.publishWill(session));
-        this.wheel.schedule(session.willTimer, now + will.delay * 1000);
+        this.wheel.schedule(session.willTimer, at);
       }
     }
   }
@@ -226,6 +307,7 @@ export class Broker {
     if (will === undefined) return;
     session.will = undefined;
     if (session.willTimer !== null) this.wheel.cancel(session.willTimer);
+    if (session.journal !== null) session.journal.save(session);
     let properties: Properties | undefined;
     let expiresAt = 0;
     if (will.properties !== undefined) {
@@ -243,6 +325,10 @@ export class Broker {
     for (const filter of session.subscriptions.keys()) this.removeSubscription(session, filter);
     session.subscriptions.clear();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    if (session.journal !== null) {
+      session.journal.delete(session);
+      session.journal = null;
+    }
   }
 
   private cancelTimers(session: Session): void {
@@ -312,6 +398,7 @@ export class Broker {
     if (target === null) return;
     if (message.expiresAt !== 0 && message.expiresAt <= Date.now()) {
       this.retained.delete(message.topic);
+      if (this.store !== null) this.store.deleteRetained(message.topic);
       return;
     }
     const qos = (message.qos < target.options.qos ? message.qos : target.options.qos) as QoS;

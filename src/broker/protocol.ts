@@ -18,6 +18,7 @@ import {
 } from '../mqtt/packets.js';
 import { connackReturnCodeV3, ReasonCode } from '../mqtt/reason-codes.js';
 import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
+import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
 import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
 import { outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
@@ -53,7 +54,7 @@ const MAX_BACKLOG = 4 * 1024 * 1024;
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
 
-export class Protocol implements FrameHandler, ClientConnection {
+export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private state = State.AwaitingConnect;
   private version: ProtocolVersion = 4;
   private readonly reader: FrameReader;
@@ -70,6 +71,10 @@ export class Protocol implements FrameHandler, ClientConnection {
   private aliasesIn: Map<number, string> | null = null;
   private aliasesOut: Map<string, number> | null = null;
   private pending: Array<[number, Buffer]> | null = null;
+  /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
+   *  are not yet in a DurableAcks batch. */
+  private heldAcks: Buffer[] | null = null;
+  private unclaimedAcks = 0;
 
   constructor(
     private readonly broker: Broker,
@@ -114,6 +119,9 @@ export class Protocol implements FrameHandler, ClientConnection {
         this.onPacket(header, body);
         break;
       case State.AwaitingConnect:
+        // Level byte of an "MQTT" CONNECT: a bad 5.0 CONNECT is then answered with a CONNACK
+        // reason code before the close (spec 4.13.1), 3.x with a plain close.
+        if (body[6] === 5) this.version = 5;
         this.onConnect(decodeConnect(body));
         break;
       case State.Authenticating:
@@ -329,13 +337,16 @@ export class Protocol implements FrameHandler, ClientConnection {
     if (p.qos === 2) {
       if (session.incomingQos2.has(p.packetId)) {
         // A resent QoS 2 PUBLISH already routed: acknowledge again, deliver nothing [MQTT-4.3.3-9].
-        this.transport.write(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version));
+        this.ack(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version), -1);
         return;
       }
       if (session.incomingQos2.size >= mqtt.max_inflight) {
         throw new ProtocolError(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded'); // [MQTT-3.3.4-9]
       }
     }
+    const store = this.broker.store;
+    // Store writes issued so far: if routing adds any, the ack waits for them (never for QoS 0).
+    const writes = p.qos === 0 || store === null ? 0 : store.writes;
     let reason = 0;
     if (this.broker.acl.check('publish', this.clientId, this.username, topic)) {
       const expiry = properties?.messageExpiryInterval;
@@ -355,15 +366,47 @@ export class Protocol implements FrameHandler, ClientConnection {
       // 5.0 says why; 3.1.1 has no way to, so the message is dropped and acknowledged.
       if (this.version === 5) reason = ReasonCode.NotAuthorized;
     }
-    if (p.qos === 1) this.transport.write(encodeAck(PacketType.PUBACK, p.packetId, reason, this.version));
+    if (p.qos === 1) this.ack(encodeAck(PacketType.PUBACK, p.packetId, reason, this.version), writes);
     else if (p.qos === 2) {
-      if (reason < 0x80) session.incomingQos2.add(p.packetId);
-      this.transport.write(encodeAck(PacketType.PUBREC, p.packetId, reason, this.version));
+      if (reason < 0x80) {
+        session.incomingQos2.add(p.packetId);
+        if (session.journal !== null) session.journal.incoming(p.packetId, true);
+      }
+      this.ack(encodeAck(PacketType.PUBREC, p.packetId, reason, this.version), writes);
     }
   }
 
+  /**
+   * Sends a PUBACK/PUBREC now, or, when the store was written since `writesBefore` (a persistent
+   * session got the message), after those writes are durable. Once one ack waits, later ones wait
+   * behind it: acks go out in the order of their PUBLISHes [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+   */
+  private ack(packet: Buffer, writesBefore: number): void {
+    const store = this.broker.store;
+    if (store === null || ((this.heldAcks === null || this.heldAcks.length === 0) && store.writes === writesBefore)) {
+      this.transport.write(packet);
+      return;
+    }
+    (this.heldAcks ??= []).push(packet);
+    if (this.unclaimedAcks++ === 0) (this.broker.durableAcks as DurableAcks).hold(this);
+  }
+
+  claimHeldAcks(): number {
+    const n = this.unclaimedAcks;
+    this.unclaimedAcks = 0;
+    return n;
+  }
+
+  releaseAcks(count: number): void {
+    const acks = (this.heldAcks as Buffer[]).splice(0, count);
+    if (this.state === State.Closed) return;
+    for (const packet of acks) this.transport.write(packet);
+  }
+
   private onPubrel(p: AckPacket): void {
-    const found = (this.session as Session).incomingQos2.delete(p.packetId);
+    const session = this.session as Session;
+    const found = session.incomingQos2.delete(p.packetId);
+    if (found && session.journal !== null) session.journal.incoming(p.packetId, false);
     const reason = found || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
     this.transport.write(encodeAck(PacketType.PUBCOMP, p.packetId, reason, this.version));
   }
@@ -419,6 +462,7 @@ export class Protocol implements FrameHandler, ClientConnection {
       }
       codes.push(this.version === 5 || code < 0x80 ? code : 0x80); // 3.x has one failure code
     }
+    this.broker.saveSession(session);
     this.transport.write(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
     for (const [filter, options] of granted) this.broker.sendRetained(session, filter, options);
   }
@@ -426,6 +470,7 @@ export class Protocol implements FrameHandler, ClientConnection {
   private onUnsubscribe(p: UnsubscribePacket): void {
     const session = this.session as Session;
     const codes = p.filters.map((f) => (this.broker.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
+    this.broker.saveSession(session);
     this.transport.write(
       encodePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : [] }, this.version),
     );
@@ -478,7 +523,7 @@ export class Protocol implements FrameHandler, ClientConnection {
         // Answer in the client's own version: 5.0 reason 0x84, 3.x return code 1 [MQTT-3.1.2-2].
         this.version = err.protocolVersion === 5 ? 5 : 4;
         this.refuse(err.reason, err.message);
-      } else if (this.version === 5 && this.state === State.Authenticating) {
+      } else if (this.version === 5) {
         this.refuse(err.reason, err.message);
       } else {
         this.close(false);

@@ -1,4 +1,5 @@
 import type { QoS, Will } from '../mqtt/packets.js';
+import type { SessionJournal } from '../store/journal.js';
 import { ownPayload, type Message } from './message.js';
 import { WheelTimer } from './timer-wheel.js';
 
@@ -18,6 +19,8 @@ export interface Delivery {
   qos: QoS;
   retain: boolean;
   subscriptionId: number;
+  /** Order in a persistent session's store (queue and inflight share it), 0 otherwise. */
+  seq: number;
 }
 
 /** An outgoing QoS 1/2 delivery sent and not yet completed. */
@@ -77,6 +80,9 @@ export class Session {
   /** Session expiry and delayed will, on the shared wheel; created by the broker when needed. */
   expiryTimer: WheelTimer | null = null;
   willTimer: WheelTimer | null = null;
+  /** Write-through to the store for a persistent session; null for a clean one, which never
+   *  touches the store. */
+  journal: SessionJournal | null = null;
 
   constructor(clientId: string, expiryInterval: number, now: number) {
     this.clientId = clientId;
@@ -90,20 +96,21 @@ export class Session {
     if (owner !== null && this.queue.length === 0) {
       if (qos === 0) {
         if (owner.congested) counters.dropped++;
-        else owner.sendPublish({ message, qos, retain, subscriptionId }, 0, false);
+        else owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
         return;
       }
       if (this.inflight.size < owner.sendWindow && !owner.congested) {
-        this.sendInflight({ message, qos, retain, subscriptionId }, owner);
+        this.sendInflight({ message, qos, retain, subscriptionId, seq: 0 }, owner);
         return;
       }
     }
-    this.enqueue({ message, qos, retain, subscriptionId }, limits, counters);
+    this.enqueue({ message, qos, retain, subscriptionId, seq: 0 }, limits, counters);
   }
 
   /** PUBACK, or PUBCOMP, or a PUBREC with an error reason: the delivery is complete. */
   complete(packetId: number): boolean {
     const found = this.inflight.delete(packetId);
+    if (found && this.journal !== null) this.journal.completed(packetId);
     if (found && this.owner !== null) this.drain(this.owner);
     return found;
   }
@@ -113,6 +120,7 @@ export class Session {
     const entry = this.inflight.get(packetId);
     if (entry === undefined || entry.qos !== 2) return false;
     entry.released = true;
+    if (this.journal !== null) this.journal.inflight(packetId, entry);
     return true;
   }
 
@@ -125,7 +133,10 @@ export class Session {
     this.disconnectedAt = 0;
     for (const [packetId, entry] of this.inflight) {
       if (entry.released) owner.sendPubrel(packetId);
-      else if (!owner.sendPublish(entry, packetId, true)) this.inflight.delete(packetId);
+      else if (!owner.sendPublish(entry, packetId, true)) {
+        this.inflight.delete(packetId);
+        if (this.journal !== null) this.journal.completed(packetId);
+      }
     }
     this.drain(owner);
   }
@@ -144,6 +155,7 @@ export class Session {
       if (d.qos > 0 && this.inflight.size >= owner.sendWindow) break;
       i++;
       this.queuedBytes -= d.message.payload.length;
+      if (this.journal !== null) this.journal.unqueued(d);
       if (d.qos === 0) owner.sendPublish(d, 0, false);
       else this.sendInflight(d, owner);
     }
@@ -152,9 +164,10 @@ export class Session {
 
   private sendInflight(d: Delivery, owner: SessionOwner): void {
     const packetId = this.allocatePacketId();
-    const entry: InflightEntry = { message: d.message, qos: d.qos, retain: d.retain, subscriptionId: d.subscriptionId, released: false };
+    const entry: InflightEntry = { message: d.message, qos: d.qos, retain: d.retain, subscriptionId: d.subscriptionId, seq: d.seq, released: false };
+    if (!owner.sendPublish(entry, packetId, false)) return;
     this.inflight.set(packetId, entry);
-    if (!owner.sendPublish(entry, packetId, false)) this.inflight.delete(packetId);
+    if (this.journal !== null) this.journal.inflight(packetId, entry);
   }
 
   /** Bounded queue; when full, QoS 0 goes first, then the oldest (counted). */
@@ -164,7 +177,10 @@ export class Session {
     while (this.queue.length > 0 && (this.queue.length >= limits.maxQueued || this.queuedBytes + size > limits.maxQueuedBytes)) {
       const qos0 = this.queue.findIndex((q) => q.qos === 0);
       const [dropped] = this.queue.splice(qos0 >= 0 ? qos0 : 0, 1);
-      if (dropped !== undefined) this.queuedBytes -= dropped.message.payload.length;
+      if (dropped !== undefined) {
+        this.queuedBytes -= dropped.message.payload.length;
+        if (this.journal !== null) this.journal.unqueued(dropped);
+      }
       counters.dropped++;
     }
     if (limits.maxQueued === 0 || size > limits.maxQueuedBytes) {
@@ -173,6 +189,7 @@ export class Session {
     }
     this.queue.push(d);
     this.queuedBytes += size;
+    if (this.journal !== null) this.journal.queued(d);
   }
 
   /** The next packet id not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-2]. */

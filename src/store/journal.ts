@@ -1,0 +1,106 @@
+// Write-through of one persistent session: the Session calls these as its state changes, and each
+// becomes one async store write (batched per event turn by the store). Clean sessions have no
+// journal and never get here.
+import type { Message } from '../broker/message.js';
+import { Session, type Delivery, type InflightEntry } from '../broker/session.js';
+import type { SessionRecord, SessionStore, StoredMessage, StoredSession } from './store.js';
+
+export class SessionJournal {
+  constructor(
+    readonly store: SessionStore,
+    /** The store's key for this session's entries. */
+    readonly sid: number,
+    /** Takeover epoch the session is stored at. */
+    readonly epoch: number,
+    /** Last seq handed out: one counter orders the queue and inflight together. */
+    private seq = 0,
+  ) {}
+
+  queued(d: Delivery): void {
+    d.seq = ++this.seq;
+    this.store.putQueued(this.sid, d);
+  }
+
+  unqueued(d: Delivery): void {
+    this.store.deleteQueued(this.sid, d.seq);
+  }
+
+  /** Sent or released (PUBREL): the entry as it stands now. A delivery keeps its queue seq. */
+  inflight(packetId: number, entry: InflightEntry): void {
+    if (entry.seq === 0) entry.seq = ++this.seq;
+    this.store.putInflight(this.sid, packetId, entry);
+  }
+
+  completed(packetId: number): void {
+    this.store.deleteInflight(this.sid, packetId);
+  }
+
+  incoming(packetId: number, held: boolean): void {
+    if (held) this.store.putIncoming(this.sid, packetId);
+    else this.store.deleteIncoming(this.sid, packetId);
+  }
+
+  /** The session header (subscriptions, will, expiry, times). */
+  save(session: Session): void {
+    this.store.putSession(this.sid, sessionRecord(session, this.epoch));
+  }
+
+  /** The whole session, for one that becomes persistent while it has state. */
+  saveAll(session: Session): void {
+    this.save(session);
+    for (const [packetId, entry] of session.inflight) this.inflight(packetId, entry);
+    for (const packetId of session.incomingQos2) this.incoming(packetId, true);
+    for (const d of session.queue) this.queued(d);
+  }
+
+  delete(session: Session): void {
+    this.store.deleteSession(session.clientId, this.sid);
+  }
+}
+
+export function sessionRecord(session: Session, epoch: number): SessionRecord {
+  return {
+    clientId: session.clientId,
+    epoch,
+    expiryInterval: session.expiryInterval,
+    will: session.will,
+    createdAt: session.createdAt,
+    disconnectedAt: session.disconnectedAt,
+    nextPacketId: session.nextPacketId,
+    subscriptions: [...session.subscriptions],
+  };
+}
+
+/** A stored message as the broker's Message (its payload is its own copy). */
+export function toMessage(m: StoredMessage): Message {
+  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, from: m.from, owned: true };
+}
+
+/**
+ * A stored session as a disconnected Session with its journal (subscriptions are the caller's to
+ * put in the trie). A session stored while connected (the node crashed) counts as disconnected
+ * at `now`, so its expiry clock restarts from there.
+ */
+export function restoreSession(stored: StoredSession, store: SessionStore, now: number): Session {
+  const r = stored.record;
+  const session = new Session(r.clientId, r.expiryInterval, r.createdAt);
+  session.will = r.will;
+  session.disconnectedAt = r.disconnectedAt === 0 ? now : r.disconnectedAt;
+  let seq = 0;
+  let lastPacketId = 0;
+  for (const [packetId, e] of stored.inflight) {
+    session.inflight.set(packetId, { message: toMessage(e.message), qos: e.qos, retain: e.retain, subscriptionId: e.subscriptionId, seq: e.seq, released: e.released });
+    seq = Math.max(seq, e.seq);
+    lastPacketId = packetId;
+  }
+  for (const packetId of stored.incoming) session.incomingQos2.add(packetId);
+  for (const q of stored.queue) {
+    session.queue.push({ message: toMessage(q.message), qos: q.qos, retain: q.retain, subscriptionId: q.subscriptionId, seq: q.seq });
+    session.queuedBytes += q.message.payload.length;
+    seq = Math.max(seq, q.seq);
+  }
+  // The header is not rewritten per message: the id after the newest inflight one is next.
+  session.nextPacketId = lastPacketId === 0 ? r.nextPacketId : lastPacketId === 0xffff ? 1 : lastPacketId + 1;
+  session.journal = new SessionJournal(store, stored.sid, r.epoch, seq);
+  return session;
+}
