@@ -17,11 +17,13 @@ import {
   type UnsubscribePacket,
 } from '../mqtt/packets.js';
 import { connackReturnCodeV3, ReasonCode } from '../mqtt/reason-codes.js';
+import { varintSize } from '../mqtt/strings.js';
 import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
 import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
 import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
 import { outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
+import { bump } from './stats.js';
 import { WheelTimer } from './timer-wheel.js';
 
 /** What the protocol needs from the connection's I/O owner. */
@@ -34,6 +36,8 @@ export interface Transport {
   /** Flushes what was written, then closes. */
   end(): void;
   readonly remoteAddress: string;
+  /** The client's port, when the transport knows it (not behind a PROXY header). */
+  readonly remotePort?: number | undefined;
   /** An identity the transport established (a verified TLS client certificate's CN): authenticated, and used instead of CONNECT's username. */
   readonly username?: string | undefined;
 }
@@ -62,6 +66,9 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private keepaliveMs = 0;
   private lastReceived: number;
   clientId = '';
+  /** For the management API: CONNECT's Clean Start and when CONNACK went out (ms, 0 before). */
+  cleanStart = false;
+  connectedAt = 0;
   username: string | undefined = undefined;
   session: Session | null = null;
   /** Outgoing QoS 1/2 window (min of the client's Receive Maximum and our max inflight). */
@@ -102,6 +109,19 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     return this.version;
   }
 
+  /** Keep alive in force, in seconds (the Server Keep Alive when one was sent). */
+  get keepalive(): number {
+    return this.keepaliveMs / 1000;
+  }
+
+  get remoteAddress(): string {
+    return this.transport.remoteAddress;
+  }
+
+  get remotePort(): number {
+    return this.transport.remotePort ?? 0;
+  }
+
   /** Socket bytes in. Any violation ends this connection only. */
   receive(chunk: Buffer): void {
     if (this.state === State.Closed) return;
@@ -114,6 +134,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
 
   onFrame(header: number, body: Buffer): boolean {
     this.lastReceived = Date.now();
+    this.broker.stats.countIn(header >> 4, 1 + varintSize(body.length) + body.length);
     switch (this.state) {
       case State.Connected:
         this.onPacket(header, body);
@@ -161,7 +182,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
         this.onUnsubscribe(packet);
         break;
       case PacketType.PINGREQ:
-        this.transport.write(PINGRESP);
+        this.send(PINGRESP);
         break;
       case PacketType.DISCONNECT:
         this.onDisconnect(packet);
@@ -273,13 +294,15 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
       if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
     }
-    this.transport.write(this.broker.connack(this.version, present, extra));
+    this.send(this.broker.connack(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
     // The level check first: the default connect path builds no log object.
     if (this.broker.log.isLevelEnabled('debug')) {
       this.broker.log.debug({ clientId: this.clientId, address: this.transport.remoteAddress }, 'client connected');
     }
     this.scheduleKeepalive(now);
+    this.cleanStart = c.cleanStart;
+    this.connectedAt = now;
     session.attach(this);
   }
 
@@ -301,7 +324,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.broker.stats.countConnectRefused(reason);
     this.broker.log.debug({ clientId: this.clientId, reason, why }, 'connect refused');
     const code = this.version === 5 ? reason : connackReturnCodeV3(reason);
-    this.transport.write(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code }, this.version));
+    this.send(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code }, this.version));
     this.close(false);
   }
 
@@ -384,7 +407,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private ack(packet: Buffer, writesBefore: number): void {
     const store = this.broker.store;
     if (store === null || ((this.heldAcks === null || this.heldAcks.length === 0) && store.writes === writesBefore)) {
-      this.transport.write(packet);
+      this.send(packet);
       return;
     }
     (this.heldAcks ??= []).push(packet);
@@ -400,7 +423,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   releaseAcks(count: number): void {
     const acks = (this.heldAcks as Buffer[]).splice(0, count);
     if (this.state === State.Closed) return;
-    for (const packet of acks) this.transport.write(packet);
+    for (const packet of acks) this.send(packet);
   }
 
   private onPubrel(p: AckPacket): void {
@@ -408,7 +431,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     const found = session.incomingQos2.delete(p.packetId);
     if (found && session.journal !== null) session.journal.incoming(p.packetId, false);
     const reason = found || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
-    this.transport.write(encodeAck(PacketType.PUBCOMP, p.packetId, reason, this.version));
+    this.send(encodeAck(PacketType.PUBCOMP, p.packetId, reason, this.version));
   }
 
   private onPubrec(p: AckPacket): void {
@@ -419,7 +442,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
     const known = session.received(p.packetId);
     const reason = known || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
-    this.transport.write(encodeAck(PacketType.PUBREL, p.packetId, reason, this.version));
+    this.send(encodeAck(PacketType.PUBREL, p.packetId, reason, this.version));
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------------
@@ -463,7 +486,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       codes.push(this.version === 5 || code < 0x80 ? code : 0x80); // 3.x has one failure code
     }
     this.broker.saveSession(session);
-    this.transport.write(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
+    this.send(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
     for (const [filter, options] of granted) this.broker.sendRetained(session, filter, options);
   }
 
@@ -471,7 +494,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     const session = this.session as Session;
     const codes = p.filters.map((f) => (this.broker.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
     this.broker.saveSession(session);
-    this.transport.write(
+    this.send(
       encodePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : [] }, this.version),
     );
   }
@@ -489,6 +512,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       session.expiryInterval = Math.min(expiry, this.broker.config.mqtt.session_expiry_max);
     }
     // 0x04 asks for the will; any other DISCONNECT deletes it [MQTT-3.14.4-3].
+    bump(this.broker.stats.clientDisconnects, p.reasonCode, 1);
     this.close(p.reasonCode === ReasonCode.DisconnectWithWill);
   }
 
@@ -503,8 +527,9 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
    */
   disconnect(reason: number, publishWill: boolean, properties?: Properties): void {
     if (this.state === State.Closed) return;
+    bump(this.broker.stats.serverDisconnects, reason, 1);
     if (this.version === 5 && this.state === State.Connected) {
-      this.transport.write(encodePacket({ type: PacketType.DISCONNECT, reasonCode: reason, properties }, 5));
+      this.send(encodePacket({ type: PacketType.DISCONNECT, reasonCode: reason, properties }, 5));
     }
     this.close(publishWill);
   }
@@ -597,11 +622,18 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       return false;
     }
     if (newAlias !== 0) this.aliasesOut?.set(topic, newAlias);
+    this.broker.stats.countOut(PacketType.PUBLISH, header.length + message.payload.length);
     this.transport.writePublish(header, message.payload);
     return true;
   }
 
+  /** Every packet but PUBLISH leaves here: one whole packet per buffer, counted by its type. */
+  private send(packet: Buffer): void {
+    this.broker.stats.countOut((packet[0] as number) >> 4, packet.length);
+    this.transport.write(packet);
+  }
+
   sendPubrel(packetId: number): void {
-    this.transport.write(encodeAck(PacketType.PUBREL, packetId, 0, this.version));
+    this.send(encodeAck(PacketType.PUBREL, packetId, 0, this.version));
   }
 }

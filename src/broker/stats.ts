@@ -26,6 +26,25 @@ export class BrokerStats {
   /** Connections ended for bad input or a protocol violation, by reason label. */
   readonly protocolErrors = new Map<string, number>();
 
+  /** By packet type (index 1..15): packets, and bytes with the fixed header, in and out. */
+  readonly packetsIn = new Float64Array(16);
+  readonly bytesIn = new Float64Array(16);
+  readonly packetsOut = new Float64Array(16);
+  readonly bytesOut = new Float64Array(16);
+  /** Connection endings by 5.0 reason code: a client's DISCONNECT, and server-initiated ones (any version). */
+  readonly clientDisconnects = new Float64Array(256);
+  readonly serverDisconnects = new Float64Array(256);
+
+  countIn(type: number, bytes: number): void {
+    bump(this.packetsIn, type, 1);
+    bump(this.bytesIn, type, bytes);
+  }
+
+  countOut(type: number, bytes: number): void {
+    bump(this.packetsOut, type, 1);
+    bump(this.bytesOut, type, bytes);
+  }
+
   countConnectRefused(reason: number): void {
     this.connectRefused.set(reason, (this.connectRefused.get(reason) ?? 0) + 1);
   }
@@ -33,4 +52,9 @@ export class BrokerStats {
   countProtocolError(label: string): void {
     this.protocolErrors.set(label, (this.protocolErrors.get(label) ?? 0) + 1);
   }
+}
+
+/** Typed-array counters: fixed size, no allocation on the paths that bump them. */
+export function bump(counters: Float64Array, index: number, by: number): void {
+  counters[index] = (counters[index] as number) + by;
 }

@@ -63,6 +63,11 @@ export class TcpConnection implements Transport {
     return this.address ?? this.socket.remoteAddress ?? '';
   }
 
+  get remotePort(): number | undefined {
+    // Behind a PROXY header the socket's port is the proxy's, not the client's.
+    return this.address === undefined ? this.socket.remotePort : undefined;
+  }
+
   get backlog(): number {
     return this.socket.writableLength;
   }
