@@ -126,7 +126,14 @@ t.test('run', async (t) => {
   t.ok(Date.now() - started < 8000);
   const mosquitto = await run('mosquitto_pub', ['--help']);
   t.match(mosquitto.stdout + mosquitto.stderr, 'mosquitto_pub', 'runs installed tools from PATH');
-  await t.rejects(run('/nonexistent/tool', []), /cannot spawn/);
+  const printOptions = ['-e', 'console.log(String(process.env.NODE_OPTIONS))'];
+  t.match(process.env.NODE_OPTIONS, '@tapjs/', 'this test runs under tap, with its loader hooks');
+  t.equal((await run(process.execPath, printOptions)).stdout, 'undefined\n', "children do not inherit tap's hooks");
+  const explicit = await run(process.execPath, printOptions, { env: { NODE_OPTIONS: '--no-warnings' } });
+  t.equal(explicit.stdout, '--no-warnings\n', 'an explicit NODE_OPTIONS is passed on');
+  const missing = await run('/nonexistent/tool', []);
+  t.equal(missing.code, 127, 'a missing command exits 127 (from env, which execs it)');
+  t.match(missing.stderr, '/nonexistent/tool');
 });
 
 t.test('connectClient and messageCollector against an in-process broker', async (t) => {

@@ -13,6 +13,18 @@ process.on('exit', () => {
   for (const child of live) if (child.pid !== undefined) killQuietly(child.pid, 'SIGKILL');
 });
 
+/**
+ * Under tap, every spawn gets tap's processinfo loader in NODE_OPTIONS (it hooks child_process and
+ * adds it to any env we pass). `env -u` drops it in the child itself (keeping a NODE_OPTIONS the
+ * caller set), then execs the command under the same PID, so nodes run as in production: with the hook node loads the extensionless
+ * bin/tidemq as CommonJS, and every start is slower.
+ */
+function withoutTapHooks(command: string, args: string[], env: Record<string, string> | undefined): [string, string[]] {
+  if (!process.env.NODE_OPTIONS?.includes('@tapjs/')) return [command, args];
+  const own = env?.NODE_OPTIONS === undefined ? [] : [`NODE_OPTIONS=${env.NODE_OPTIONS}`];
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', ...own, command, ...args]];
+}
+
 export interface ManagedProcess {
   name: string;
   pid: number;
@@ -50,9 +62,10 @@ class Capture {
 
 /** Spawns a process with its output captured. The caller owns stopping it. */
 export function spawnProcess(opts: SpawnOptions): ManagedProcess {
-  const child = spawn(opts.command, opts.args, {
+  const [command, args] = withoutTapHooks(opts.command, opts.args, opts.env);
+  const child = spawn(command, args, {
     cwd: opts.cwd,
-    env: opts.env === undefined ? process.env : { ...process.env, ...opts.env },
+    env: { ...process.env, ...opts.env },
     stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   const spawnError = new Capture();
@@ -179,7 +192,11 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; past timeoutMs (10 s) it is stopped by PID and timedOut is set. */
-export async function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<RunResult> {
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; input?: string; cwd?: string; env?: Record<string, string> } = {},
+): Promise<RunResult> {
   const proc = spawnProcess({ name: cmd, command: cmd, args, killAfterMs: 2000, ...opts });
   let timedOut = false;
   const timer = setTimeout(() => {
