@@ -128,6 +128,10 @@ export interface RawWs {
   read(n: number, timeoutMs?: number): Promise<Buffer>;
   /** Resolves with the close frame's status code (or undefined) once the server has closed. */
   closed(timeoutMs?: number): Promise<number | undefined>;
+  /** Stops / restarts reading from the socket: a slow client. */
+  pause(): void;
+  resume(): void;
+  readonly isClosed: boolean;
 }
 
 /**
@@ -246,6 +250,11 @@ export async function rawWs(
       const out = payload.subarray(0, n);
       payload = payload.subarray(out.length);
       return out;
+    },
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+    get isClosed() {
+      return isClosed;
     },
     async closed(timeoutMs = 5000) {
       await waitFor(() => isClosed, timeoutMs, 'the server to close');

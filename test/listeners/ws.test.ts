@@ -107,3 +107,23 @@ t.test('ws_max_connections caps the WebSocket listener', async (t) => {
   const tcp = await connectClient(t, node.port('tcp'), { clientId: 'tcp-ok' });
   t.ok(tcp.connected, 'the TCP listener has its own count');
 });
+
+t.test('a slow WebSocket reader: bounded output, QoS 0 dropped, the stream stays whole', async (t) => {
+  const node = await startTestNode(t);
+  const slow = await rawWs(t, node.port('ws'), { protocol: 'mqtt' });
+  slow.send(CONNECT);
+  t.same(await slow.read(4), CONNACK);
+  slow.send(SUBSCRIBE);
+  t.same(await slow.read(SUBACK.length), SUBACK);
+  slow.pause();
+  const publisher = await connectClient(t, node.port('tcp'), { clientId: 'flood' });
+  const payload = Buffer.alloc(64 * 1024, 1);
+  for (let i = 0; i < 300; i++) publisher.publish('a/b', payload, { qos: 0 });
+  await eventually(() => node.broker.stats.dropped > 0, 10_000, 'QoS 0 to be dropped for the congested WebSocket');
+  t.notOk(slow.isClosed, 'a slow reader under the bound stays connected');
+  slow.resume();
+  // Whatever arrives is whole PUBLISH frames: 0x30, remaining length 65541 (3 bytes), topic, payload.
+  const frame = await slow.read(4 + 5 + payload.length, 10_000);
+  t.same(frame.subarray(0, 4), Buffer.from([0x30, 0x85, 0x80, 0x04]));
+  t.ok(frame.subarray(9).equals(payload));
+});
