@@ -3,6 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
+import { startAdminServer } from './admin/server.js';
+import { VERSION } from './admin/version.js';
 import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
 import { Broker } from './broker/broker.js';
@@ -12,6 +14,7 @@ import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
+import { Metrics } from './metrics/metrics.js';
 import { LmdbStore } from './store/lmdb-store.js';
 
 /** Resolution of the shared timer wheel: keepalives and deadlines are checked this often. */
@@ -31,6 +34,8 @@ export interface NodeHandle {
   readonly broker: Broker;
   /** Bound MQTT/TCP port (differs from the config when that asked for port 0). */
   readonly mqttPort: number;
+  /** Bound management HTTP port (API, /metrics, availability check). */
+  readonly mgmtPort: number;
   /** The listeners that started, TCP first. */
   readonly listeners: readonly ListenerInfo[];
   close(): Promise<void>;
@@ -76,6 +81,17 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
   }
 }
 
+/** The management HTTP server with this node's metrics; returns its bound port. */
+async function startManagement(broker: Broker, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
+  const { node, management: m } = broker.config;
+  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners });
+  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: { serving: true } };
+  // metricsAuth stays off until the config schema has management.metrics_auth.
+  const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: false }, log);
+  stops.push(async () => server.close());
+  return server.port;
+}
+
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
   await mkdir(config.node.data_dir, { recursive: true });
   // A corrupt or incompatible store throws here, naming its path, before anything listens.
@@ -89,7 +105,10 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   wheel.start();
   const listeners: ListenerInfo[] = [];
   const stops: Stop[] = [];
+  let mgmtPort: number;
   try {
+    // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
+    mgmtPort = await startManagement(broker, listeners, stops, log);
     await startListeners(broker, listeners, stops);
   } catch (err) {
     await Promise.all(stops.map((stop) => stop()));
@@ -100,12 +119,13 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   }
   const mqttPort = (listeners[0] as ListenerInfo).port;
   const bound = Object.fromEntries(listeners.map((li) => [li.name === 'tcp' ? 'mqtt' : li.name, `${config.listeners.bind}:${li.port}`]));
-  log.info({ node: config.node.name, ...bound, data_dir: config.node.data_dir }, 'tidemq node started');
+  log.info({ node: config.node.name, ...bound, management: `${config.management.bind}:${mgmtPort}`, data_dir: config.node.data_dir }, 'tidemq node started');
 
   let closing: Promise<void> | undefined;
   return {
     broker,
     mqttPort,
+    mgmtPort,
     listeners,
     close: () => (closing ??= shutdown(broker, stops, wheel, log).then(() => {
       clearInterval(sweeper);

@@ -1,0 +1,15 @@
+import type { Broker } from '../broker/broker.js';
+
+/** What the route handlers read and act on. */
+export interface AdminContext {
+  readonly broker: Broker;
+  readonly nodeName: string;
+  readonly version: string;
+  /** ms since the epoch when the node started. */
+  readonly startedAt: number;
+  /**
+   * Whether the node reports itself available to load balancers (the availability check): the
+   * single switch the eviction agent turns off while evacuating or donating in a rebalance.
+   */
+  readonly availability: { readonly serving: boolean };
+}

@@ -1,0 +1,40 @@
+// The management HTTP server of a node: the API's route modules, Basic auth and /metrics on
+// management.bind:management.port.
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics/metrics.js';
+import { AdminApi, type Route } from './api.js';
+import { brokerRoutes } from './broker-routes.js';
+import { clientRoutes } from './client-routes.js';
+import type { AdminContext } from './context.js';
+import { listenHttp, type HttpServer } from './http.js';
+
+/** Each family of endpoints is a module; later ones (cluster, rebalance) join this list. */
+const ROUTE_MODULES: ReadonlyArray<(ctx: AdminContext) => Route[]> = [brokerRoutes, clientRoutes];
+
+/** Request bodies are small JSON documents (rebalance options). */
+const MAX_BODY = 64 * 1024;
+
+export interface AdminServerOptions {
+  readonly bind: string;
+  /** 0: any free port (see AdminServer.port). */
+  readonly port: number;
+  readonly username: string;
+  readonly password: string;
+  readonly metricsAuth: boolean;
+}
+
+export type AdminServer = HttpServer;
+
+export function startAdminServer(ctx: AdminContext, metrics: Metrics, options: AdminServerOptions, log: Logger): Promise<AdminServer> {
+  const api = new AdminApi(
+    ROUTE_MODULES.flatMap((routes) => routes(ctx)),
+    {
+      username: options.username,
+      password: options.password,
+      metricsAuth: options.metricsAuth,
+      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }),
+      onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'management API handler failed'),
+    },
+  );
+  return listenHttp(options.bind, options.port, MAX_BODY, (req) => api.handle(req));
+}

@@ -1,0 +1,48 @@
+// Point-in-time counts of one node's clients, sessions and topics: what `/stats` reports (EMQX
+// names) and what the gauges of `/metrics` show, computed in one place.
+import type { Broker } from '../broker/broker.js';
+
+export interface BrokerCounts {
+  /** Open client connections, including those that have not sent CONNECT yet. */
+  readonly connections: number;
+  /** Sessions with a live connection (MQTT clients past CONNACK). */
+  readonly liveConnections: number;
+  readonly sessions: number;
+  /** Subscriptions of all sessions (shared ones included). */
+  readonly subscriptions: number;
+  /** Distinct non-shared subscription filters with at least one subscriber. */
+  readonly topics: number;
+  readonly retained: number;
+}
+
+/** One pass over the sessions: O(sessions), meant for scrapes and API calls, not the hot path. */
+export function countBroker(broker: Broker): BrokerCounts {
+  let live = 0;
+  let subscriptions = 0;
+  for (const session of broker.sessions.values()) {
+    if (session.owner !== null) live++;
+    subscriptions += session.subscriptions.size;
+  }
+  return {
+    connections: broker.stats.connectionsLive,
+    liveConnections: live,
+    sessions: broker.sessions.size,
+    subscriptions,
+    topics: broker.subscriptions.filterCount,
+    retained: broker.retained.size,
+  };
+}
+
+/** The `/stats` view, with EMQX's key names (`tidemq ctl broker stats` prints them in this order). */
+export function emqxStats(c: BrokerCounts): Record<string, number> {
+  return {
+    'connections.count': c.connections,
+    'live_connections.count': c.liveConnections,
+    'sessions.count': c.sessions,
+    'channels.count': c.sessions,
+    'subscriptions.count': c.subscriptions,
+    'subscribers.count': c.subscriptions,
+    'topics.count': c.topics,
+    'retained.count': c.retained,
+  };
+}
