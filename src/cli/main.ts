@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import type { StartFlags } from '../config/schema.js';
+import { runCtl } from './ctl.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
 
@@ -16,6 +17,7 @@ class UsageError extends Error {}
 
 /** Runs one command line (without `node` and the script path); sets process.exitCode. */
 export async function main(args: string[]): Promise<void> {
+  if (args[0] === 'ctl') return void (process.exitCode = await runCtl(args.slice(1))); // its own parser: ctl.ts
   const cli = yargs(args)
     .scriptName('tidemq')
     .usage('$0 <command> [options]')
