@@ -636,4 +636,13 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   sendPubrel(packetId: number): void {
     this.send(encodeAck(PacketType.PUBREL, packetId, 0, this.version));
   }
+
+  /**
+   * The transport flushed its backlog. Deliveries queued while it was congested are sent now:
+   * with nothing in flight no acknowledgement would ever drain them.
+   */
+  drained(): void {
+    const session = this.session;
+    if (this.state === State.Connected && session !== null && session.owner === this) session.drain(this);
+  }
 }

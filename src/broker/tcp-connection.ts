@@ -32,6 +32,10 @@ function onClose(this: ClientSocket): void {
   conn.protocol.transportClosed();
 }
 
+function onDrain(this: ClientSocket): void {
+  this.tidemq.protocol.drained();
+}
+
 function onError(this: ClientSocket): void {
   // ECONNRESET and friends: 'close' follows and does the bookkeeping.
 }
@@ -57,6 +61,7 @@ export class TcpConnection implements Transport {
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
+    socket.on('drain', onDrain);
   }
 
   get remoteAddress(): string {
