@@ -3,9 +3,10 @@
 
 import t from 'tap';
 import { connectClient, rawConnect } from '../helpers/clients.js';
-import { bytes, rawHandshake, readPacket, sleep, startBroker } from './support.js';
+import { bytes, rawHandshake, readPacket, sleep } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t, { env: { TIDEMQ_MQTT__MAX_PACKET_SIZE: '2MB' } });
+const node = await startNode(t, { env: { TIDEMQ_MQTT__MAX_PACKET_SIZE: '2MB' } });
 
 t.test('queued QoS 1 is delivered when a congested socket drains', async (t) => {
   const sub = await rawConnect(t, node.mqttPort);

@@ -4,9 +4,10 @@
 
 import t, { type Test } from 'tap';
 import { connectClient, messageCollector, rawConnect, type RawClient } from '../helpers/clients.js';
-import { bytes, rawHandshake, readPacket, sleep, startBroker } from './support.js';
+import { bytes, rawHandshake, readPacket, sleep } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t, {
+const node = await startNode(t, {
   env: {
     TIDEMQ_MQTT__IDLE_TIMEOUT: '1',
     TIDEMQ_MQTT__MAX_KEEPALIVE: '10',

@@ -2,14 +2,14 @@
 // a real node process configured with only what it needs.
 
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { repoRoot } from '../helpers/build.js';
 import { connectClient, messageCollector, rawConnect, run } from '../helpers/clients.js';
-import { bytes, configFile, rawHandshake, readPacket, sleep, startBroker } from './support.js';
+import { bytes, configFile, rawHandshake, readPacket, sleep } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
 t.test('max connections, max topic levels, max client id length', async (t) => {
-  const node = await startBroker(t, {
+  const node = await startNode(t, {
     env: { TIDEMQ_MQTT__MAX_CONNECTIONS: '3', TIDEMQ_MQTT__MAX_TOPIC_LEVELS: '3', TIDEMQ_MQTT__MAX_CLIENT_ID_LENGTH: '8' },
   });
   const port = node.mqttPort;
@@ -42,7 +42,7 @@ t.test('max connections, max topic levels, max client id length', async (t) => {
 });
 
 t.test('connection rate: over the rate, sockets are closed at once', async (t) => {
-  const node = await startBroker(t, { env: { TIDEMQ_MQTT__MAX_CONN_RATE: '2', TIDEMQ_MQTT__MAX_CONN_BURST: '2' } });
+  const node = await startNode(t, { env: { TIDEMQ_MQTT__MAX_CONN_RATE: '2', TIDEMQ_MQTT__MAX_CONN_BURST: '2' } });
   await sleep(1100); // the readiness probe took tokens; let the bucket refill
   const sockets = await Promise.all(Array.from({ length: 6 }, () => rawConnect(t, node.mqttPort)));
   const outcomes = await Promise.all(
@@ -56,11 +56,9 @@ t.test('connection rate: over the rate, sockets are closed at once', async (t) =
   t.equal(outcomes.filter((o) => o === 'closed').length, 6 - accepted, 'the rest closed without a CONNACK');
 });
 
-/** `tidemq passwd FILE USER --password P`, through dist/cli/main.js for the reason startBroker gives. */
+/** `tidemq passwd FILE USER --password P`. */
 async function tidemqPasswd(file: string, user: string, password: string): Promise<void> {
-  const main = pathToFileURL(join(repoRoot, 'dist', 'cli', 'main.js')).href;
-  const script = `const { main } = await import(${JSON.stringify(main)}); await main(process.argv.slice(1));`;
-  const r = await run(process.execPath, ['--input-type=module', '-e', script, 'passwd', file, user, '--password', password]);
+  const r = await run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'passwd', file, user, '--password', password]);
   if (r.code !== 0) throw new Error(`tidemq passwd failed (${r.code}): ${r.stdout}${r.stderr}`);
 }
 
@@ -71,7 +69,7 @@ t.test('password file, ACL, and graceful shutdown on SIGTERM', async (t) => {
     { acl: ['deny all subscribe test/nosubscribe', 'deny all publish secret/#', ''].join('\n') },
   );
   await tidemqPasswd(join(conf, '..', 'passwd'), 'alice', 's3cret');
-  const node = await startBroker(t, { args: ['--config', conf] });
+  const node = await startNode(t, { args: ['--config', conf] });
   const port = node.mqttPort;
   const creds = { username: 'alice', password: 's3cret' };
   const rawCreds = { username: 'alice', password: Buffer.from('s3cret') };

@@ -4,9 +4,10 @@
 import t, { type Test } from 'tap';
 import { connectClient, messageCollector, run } from '../helpers/clients.js';
 import { spawnProcess, type ManagedProcess } from '../helpers/process.js';
-import { sleep, startBroker, waitFor } from './support.js';
+import { sleep, waitFor } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t);
+const node = await startNode(t);
 const common = ['-h', '127.0.0.1', '-p', String(node.mqttPort)];
 const VERSIONS = ['mqttv311', 'mqttv5'] as const;
 

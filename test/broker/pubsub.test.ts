@@ -3,9 +3,10 @@
 
 import t from 'tap';
 import { connectClient, messageCollector, rawConnect } from '../helpers/clients.js';
-import { rawHandshake, readPacket, sleep, startBroker } from './support.js';
+import { rawHandshake, readPacket, sleep } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t);
+const node = await startNode(t);
 const port = node.mqttPort;
 
 t.test('MQTT 3.1, 3.1.1 and 5.0 clients talk to each other', async (t) => {

@@ -3,9 +3,10 @@
 
 import t, { type Test } from 'tap';
 import { connectClient, messageCollector, rawConnect } from '../helpers/clients.js';
-import { bytes, rawHandshake, readPacket, sleep, startBroker } from './support.js';
+import { bytes, rawHandshake, readPacket, sleep } from './support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t, { env: { TIDEMQ_MQTT__MAX_QUEUED: '3' } });
+const node = await startNode(t, { env: { TIDEMQ_MQTT__MAX_QUEUED: '3' } });
 const port = node.mqttPort;
 
 /** A subscriber on `filter` (5.0, QoS 1) collecting what arrives. */

@@ -4,52 +4,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { Test } from 'tap';
 import type { RawClient } from '../helpers/clients.js';
-import { ensureBuilt, repoRoot } from '../helpers/build.js';
-import type { NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
-import { startProcess } from '../helpers/process.js';
-
-let started = 0;
-
-/**
- * A node process like the harness's startNode (free ports, temp data dir removed on teardown,
- * stopped by PID), but run through `node --input-type=module -e` importing dist/cli/main.js:
- * tap's processinfo hooks, which every child process inherits, load the extensionless
- * bin/tidemq as CommonJS and the node dies with ERR_REQUIRE_CYCLE_MODULE.
- */
-export async function startBroker(t: Test, opts: { args?: string[]; env?: Record<string, string> } = {}): Promise<NodeProcess> {
-  await ensureBuilt();
-  const name = `tidemq${++started}@127.0.0.1`;
-  const [mqttPort, mgmtPort, clusterPort] = [await freePort(), await freePort(), await freePort()];
-  const dataDir = mkdtempSync(join(tmpdir(), 'tidemq-test-'));
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const main = pathToFileURL(join(repoRoot, 'dist', 'cli', 'main.js')).href;
-  const args = [
-    '--input-type=module',
-    '-e',
-    `const { main } = await import(${JSON.stringify(main)}); await main(process.argv.slice(1));`,
-    'start',
-    '--node', name,
-    '--mqtt-port', String(mqttPort),
-    '--mgmt-port', String(mgmtPort),
-    '--cluster-port', String(clusterPort),
-    '--data-dir', dataDir,
-    ...(opts.args ?? []),
-  ];
-  const proc = await startProcess(t, {
-    name,
-    command: process.execPath,
-    args,
-    cwd: repoRoot,
-    port: mqttPort,
-    ...(opts.env === undefined ? {} : { env: opts.env }),
-  });
-  return { name, mqttPort, mgmtPort, clusterPort, dataDir, pid: proc.pid, stop: proc.stop, output: proc.output };
-}
 
 /** Bytes of one packet, encoded by mqtt-packet (an encoder independent of ours). */
 export function bytes(packet: Packet, protocolVersion: 3 | 4 | 5 = 4): Buffer {

@@ -4,9 +4,10 @@
 
 import t, { type Test } from 'tap';
 import { connectClient, messageCollector, rawConnect, type RawClient } from '../helpers/clients.js';
-import { bytes, connectBytes, rawHandshake, readPacket, rssKb, startBroker } from '../broker/support.js';
+import { bytes, connectBytes, rawHandshake, readPacket, rssKb } from '../broker/support.js';
+import { startNode } from '../helpers/node-process.js';
 
-const node = await startBroker(t, {
+const node = await startNode(t, {
   env: {
     TIDEMQ_MQTT__IDLE_TIMEOUT: '1',
     TIDEMQ_MQTT__MAX_PACKET_SIZE: '4096',
