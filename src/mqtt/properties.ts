@@ -2,6 +2,8 @@
 import type { Properties, UserProperties } from './packets.js';
 import { PacketType } from './packets.js';
 import { malformed, protocolError } from './bytes.js';
+import { ProtocolError } from './errors.js';
+import { ReasonCode } from './reason-codes.js';
 import type { Reader } from './bytes.js';
 import { varintSize, writeString, writeVarint } from './strings.js';
 
@@ -69,7 +71,7 @@ const byId: (PropertyDef | undefined)[] = [];
 for (const def of PROPERTY_TABLE) byId[def.id] = def;
 
 /** Values of these must not be 0 (spec 3.1.2.11.3, 3.1.2.11.4, 3.3.2.3.4). */
-const NONZERO = new Set<keyof Properties>(['receiveMaximum', 'maximumPacketSize', 'topicAlias']);
+const NONZERO = new Set<keyof Properties>(['receiveMaximum', 'maximumPacketSize']);
 
 // Properties is a bag of optional fields keyed by the table's names; this view lets the
 // table-driven loops read and write them by name. The table keeps name and type in step.
@@ -132,6 +134,8 @@ export function decodeProperties(r: Reader, context: number): Properties | undef
         break;
     }
     if (value === 0 && NONZERO.has(name)) throw protocolError(`${name} must not be 0`);
+    // [MQTT-3.3.2-8] Topic Alias 0 is not permitted; its own reason code says so (0x94).
+    if (value === 0 && name === 'topicAlias') throw new ProtocolError(ReasonCode.TopicAliasInvalid, 'topic alias 0');
     bag[name] = value;
   }
   // A property that ran past the declared block length is malformed.

@@ -98,7 +98,7 @@ const cases: Array<{ name: string; version: ProtocolVersion; bytes: string; reas
   { name: 'PUBLISH 5.0 property ends past its block', version: 5, bytes: '30 08 0001 74 02 230003 61', reason: M },
   { name: 'PUBLISH 5.0 unknown property 0x7f', version: 5, bytes: '30 06 0001 74 02 7f00', reason: M },
   { name: 'PUBLISH 5.0 session expiry not allowed', version: 5, bytes: '30 09 0001 74 05 1100000001', reason: M },
-  { name: 'PUBLISH 5.0 topic alias 0', version: 5, bytes: '30 07 0001 74 03 230000', reason: P },
+  { name: 'PUBLISH 5.0 topic alias 0', version: 5, bytes: '30 07 0001 74 03 230000', reason: 0x94 },
   { name: 'PUBLISH 5.0 topic alias twice', version: 5, bytes: '30 0a 0001 74 06 230001 230002', reason: P },
   { name: 'PUBLISH 5.0 subscription identifier 0', version: 5, bytes: '30 06 0001 74 02 0b00', reason: P },
   { name: 'PUBLISH 5.0 payload format indicator 2', version: 5, bytes: '30 06 0001 74 02 0102', reason: P },

@@ -145,7 +145,7 @@ t.test('every byte property is a 0/1 flag: 2 is a Protocol Error', async (t) => 
 t.test('zero values that are Protocol Errors, and zero values that are fine', async (t) => {
   t.equal(reasonOf(() => decode(Buffer.from([3, 0x21, 0, 0]), 1)), ReasonCode.ProtocolError, 'receiveMaximum 0');
   t.equal(reasonOf(() => decode(Buffer.from([5, 0x27, 0, 0, 0, 0]), 1)), ReasonCode.ProtocolError, 'maximumPacketSize 0');
-  t.equal(reasonOf(() => decode(Buffer.from([3, 0x23, 0, 0]), 3)), ReasonCode.ProtocolError, 'topicAlias 0');
+  t.equal(reasonOf(() => decode(Buffer.from([3, 0x23, 0, 0]), 3)), ReasonCode.TopicAliasInvalid, 'topicAlias 0');
   t.equal(reasonOf(() => decode(Buffer.from([2, 0x0b, 0]), 8)), ReasonCode.ProtocolError, 'subscriptionIdentifier 0');
   t.strictSame(decode(Buffer.from([3, 0x22, 0, 0]), 1), { topicAliasMaximum: 0 }, 'topicAliasMaximum 0 is allowed');
   t.strictSame(decode(Buffer.from([5, 0x11, 0, 0, 0, 0]), 14), { sessionExpiryInterval: 0 }, 'sessionExpiryInterval 0');

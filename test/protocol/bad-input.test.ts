@@ -182,7 +182,7 @@ t.test('topic alias 0 or over the maximum', async (t) => {
   // topic "a", properties: Topic Alias (0x23) = 0
   zero.send([0x30, 7, 0, 1, 0x61, 3, 0x23, 0, 0]);
   // A zero Topic Alias [MQTT-3.3.2-8] is refused by the property decoder as a Protocol Error.
-  await disconnectedWith(t, zero, 0x82, 'topic alias 0');
+  await disconnectedWith(t, zero, 0x94, 'topic alias 0 [MQTT-3.3.2-8]');
   const over = await connected5(t, 'alias4');
   over.send(pub5('a', { properties: { topicAlias: 4 } }));
   await disconnectedWith(t, over, 0x94, 'topic alias over the maximum (3)');
