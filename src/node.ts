@@ -12,6 +12,7 @@ import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from '
 import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
+import { Cluster } from './cluster/cluster.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { Metrics } from './metrics/metrics.js';
@@ -32,6 +33,7 @@ export interface ListenerInfo {
 
 export interface NodeHandle {
   readonly broker: Broker;
+  readonly cluster: Cluster;
   /** Bound MQTT/TCP port (differs from the config when that asked for port 0). */
   readonly mqttPort: number;
   /** Bound management HTTP port (API, /metrics, availability check). */
@@ -103,10 +105,14 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);
   sweeper.unref();
   wheel.start();
+  const cluster = new Cluster(broker, config, log);
   const listeners: ListenerInfo[] = [];
   const stops: Stop[] = [];
   let mgmtPort: number;
   try {
+    // Before the listeners: a client of a clustered node may need its session from a peer.
+    await cluster.start();
+    stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
     mgmtPort = await startManagement(broker, listeners, stops, log);
     await startListeners(broker, listeners, stops);
@@ -124,6 +130,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   let closing: Promise<void> | undefined;
   return {
     broker,
+    cluster,
     mqttPort,
     mgmtPort,
     listeners,

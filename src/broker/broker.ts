@@ -9,6 +9,7 @@ import { DurableAcks } from '../store/durable-acks.js';
 import type { SessionStore } from '../store/store.js';
 import type { Acl } from './acl.js';
 import type { Authenticator } from './auth.js';
+import { messageKey, routeId, type ClusterBridge } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
 import { RetainedTree } from './retained-tree.js';
 import { Session, type SessionLimits, type SessionOwner, type SubscriptionOptions, type WillState } from './session.js';
@@ -28,6 +29,10 @@ interface SharedGroup {
   kind: 1;
   members: Subscriber[];
   next: number;
+  filter: string;
+  group: string;
+  /** routeId(filter, group): how a forwarded message names the groups it is for. */
+  id: string;
 }
 
 type TrieEntry = Subscriber | SharedGroup;
@@ -73,6 +78,10 @@ export class Broker {
   /** The message being routed by publish(); the trie visitor reads it instead of a closure. */
   private routing: Message | null = null;
   private routed = 0;
+  /** Set by the cluster when this node is part of one; null keeps the broker single-node. */
+  cluster: ClusterBridge | null = null;
+  /** While routing a message forwarded by another node: the shared groups it is for here. */
+  private forwardedGroups: readonly string[] | null = null;
 
   constructor(
     readonly config: Config,
@@ -120,20 +129,52 @@ export class Broker {
    * Returns how many subscriptions it matched.
    */
   publish(message: Message): number {
-    if (message.retain) this.retain(message);
+    const cluster = this.cluster;
+    if (message.retain) {
+      this.applyRetained(message);
+      if (cluster !== null) cluster.retained(message);
+    }
+    if (cluster !== null) cluster.beginPublish(message);
+    this.route(message, null);
+    this.stats.messagesRouted++;
+    // Remote nodes with a matching route count as matches (5.0 "no matching subscribers").
+    return cluster === null ? this.routed : this.routed + cluster.forward(message);
+  }
+
+  /**
+   * Delivers a message another node forwarded to the local subscribers: every matching plain
+   * subscription and, of the shared groups, only those in `groups` (the publishing node picked
+   * this node for them). Not retained or forwarded again: the publishing node does that.
+   */
+  publishForwarded(message: Message, groups: readonly string[]): number {
+    this.route(message, groups);
+    this.stats.messagesRouted++;
+    return this.routed;
+  }
+
+  private route(message: Message, groups: readonly string[] | null): void {
     if (this.routing !== null) throw new Error('publish() re-entered while routing');
     this.routing = message;
+    this.forwardedGroups = groups;
     this.routed = 0;
     try {
       this.subscriptions.match(message.topic, this, visitEntry);
     } finally {
       this.routing = null;
+      this.forwardedGroups = null;
     }
-    this.stats.messagesRouted++;
-    return this.routed;
   }
 
-  private retain(message: Message): void {
+  /** @internal Whether the message being routed goes to this local shared group. */
+  takesGroup(group: SharedGroup): boolean {
+    const forwarded = this.forwardedGroups;
+    if (forwarded !== null) return forwarded.includes(group.id);
+    return this.cluster === null || this.cluster.shareLocally(group.filter, group.group);
+  }
+
+  /** Sets or (empty payload) clears a retained message here and in the store; the cluster
+   *  calls it for the retained messages other nodes replicate. */
+  applyRetained(message: Message): void {
     // [MQTT-3.3.1-6] a zero-length retained payload removes the retained message.
     if (message.payload.length === 0) {
       this.retained.delete(message.topic);
@@ -150,6 +191,15 @@ export class Broker {
     const message = this.routing as Message;
     const options = sub.options;
     if (options.noLocal && sub.session.clientId === message.from) return; // [MQTT-3.8.3-3]
+    const handover = sub.session.handover;
+    if (handover !== null) {
+      // Taken over from another node just now: a message that reached both nodes is delivered once.
+      const key = messageKey(message);
+      if (key !== undefined) {
+        if (handover.has(key)) return;
+        handover.add(key);
+      }
+    }
     this.routed++;
     const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
     // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
@@ -196,7 +246,42 @@ export class Broker {
     // Connected from here on: stored so, a crash restarts its expiry clock at the restart.
     session.disconnectedAt = 0;
     this.persist(session);
+    if (this.cluster !== null) this.cluster.sessionOpened(session);
     return { session, present };
+  }
+
+  /** Installs a session taken over from another node, disconnected, with its subscriptions. */
+  adoptSession(session: Session): void {
+    this.sessions.set(session.clientId, session);
+    for (const [filter, options] of session.subscriptions) this.subscribe(session, filter, options);
+  }
+
+  /**
+   * Another node takes this client's session: the live connection ends (5.0 DISCONNECT 0x8E, no
+   * will) and the session stops its timers while it is handed over. Undefined when there is no
+   * session left to hand over (none, or one that ended with its connection).
+   */
+  handOver(clientId: string): Session | undefined {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return undefined;
+    if (session.owner !== null) {
+      (session.owner as ClientConnection).takenOver();
+      this.stats.sessionsTakenOver++;
+    }
+    if (this.sessions.get(clientId) !== session) return undefined;
+    this.cancelTimers(session);
+    return session;
+  }
+
+  /** The end of a handOver: `moved`, the session is gone from here (no will); else it stays,
+   *  disconnected, with its timers running again. */
+  endHandOver(session: Session, moved: boolean, now: number): void {
+    if (moved) {
+      session.will = undefined;
+      this.discard(session);
+    } else if (session.owner === null && this.sessions.get(session.clientId) === session) {
+      this.scheduleEnd(session, now);
+    }
   }
 
   /** Keeps the store in step with whether the session outlives its connection (SPEC 3). */
@@ -324,7 +409,10 @@ export class Broker {
     this.cancelTimers(session);
     for (const filter of session.subscriptions.keys()) this.removeSubscription(session, filter);
     session.subscriptions.clear();
-    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    if (this.sessions.get(session.clientId) === session) {
+      this.sessions.delete(session.clientId);
+      if (this.cluster !== null) this.cluster.sessionDiscarded(session.clientId);
+    }
     if (session.journal !== null) {
       session.journal.delete(session);
       session.journal = null;
@@ -349,14 +437,18 @@ export class Broker {
       const key = `$share/${shared.group}`;
       let group = this.subscriptions.get(shared.filter, key);
       if (group === undefined || group.kind !== 1) {
-        group = { kind: 1, members: [], next: 0 };
-        this.subscriptions.add(shared.filter, key, group);
+        group = { kind: 1, members: [], next: 0, filter: shared.filter, group: shared.group, id: routeId(shared.filter, shared.group) };
+        const first = this.subscriptions.add(shared.filter, key, group);
+        if (this.cluster !== null) {
+          if (first) this.cluster.routeAdded(shared.filter, '');
+          this.cluster.routeAdded(shared.filter, shared.group);
+        }
       }
       const i = group.members.findIndex((m) => m.session === session);
       if (i >= 0) group.members[i] = sub;
       else group.members.push(sub);
-    } else {
-      this.subscriptions.add(filter, session.clientId, sub);
+    } else if (this.subscriptions.add(filter, session.clientId, sub) && this.cluster !== null) {
+      this.cluster.routeAdded(filter, '');
     }
     return existed;
   }
@@ -370,14 +462,19 @@ export class Broker {
   private removeSubscription(session: Session, filter: string): void {
     const shared = parseSharedFilter(filter);
     if (typeof shared !== 'object') {
-      this.subscriptions.remove(filter, session.clientId);
+      if (this.subscriptions.remove(filter, session.clientId) && this.cluster !== null) this.cluster.routeRemoved(filter, '');
       return;
     }
     const key = `$share/${shared.group}`;
     const group = this.subscriptions.get(shared.filter, key);
     if (group === undefined || group.kind !== 1) return;
     group.members = group.members.filter((m) => m.session !== session);
-    if (group.members.length === 0) this.subscriptions.remove(shared.filter, key);
+    if (group.members.length > 0) return;
+    const last = this.subscriptions.remove(shared.filter, key);
+    if (this.cluster !== null) {
+      this.cluster.routeRemoved(shared.filter, shared.group);
+      if (last) this.cluster.routeRemoved(shared.filter, '');
+    }
   }
 
   /** Sends the retained messages matching a new subscription (not for shared ones). */
@@ -412,6 +509,7 @@ function visitEntry(broker: Broker, entry: TrieEntry): void {
     broker.deliverTo(entry);
     return;
   }
+  if (!broker.takesGroup(entry)) return;
   // Prefer a connected member; a group of offline members still gets one copy, queued.
   const members = entry.members;
   const n = members.length;

@@ -18,6 +18,10 @@ export interface Message {
   from: string;
   /** Whether `payload` is the message's own copy rather than a view of a socket chunk. */
   owned: boolean;
+  /** Cluster-wide identity (publishing node, its counter), set only when a cluster runs: a takeover
+   *  drops the copies that reached both the old and the new node. */
+  origin?: string;
+  originSeq?: number;
 }
 
 /**

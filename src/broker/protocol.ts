@@ -253,7 +253,29 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
   }
 
-  private accept(c: ConnectPacket, assigned: boolean): void {
+  private accept(c: ConnectPacket, assigned: boolean, pulled = false): void {
+    const cluster = this.broker.cluster;
+    if (cluster !== null && !pulled && !this.broker.sessions.has(this.clientId)) {
+      // Another node may hold this client id: its session comes over first (SPEC 4), an async step
+      // like a password check, with later packets held back the same way.
+      const pull = cluster.pullSession(this.clientId, c.cleanStart);
+      if (pull !== null) {
+        this.state = State.Authenticating;
+        this.pending ??= [];
+        pull.then(
+          () => {
+            if (this.state !== State.Authenticating) return;
+            this.accept(c, assigned, true);
+            this.replayPending();
+          },
+          (err: unknown) => {
+            this.broker.log.warn({ err, clientId: this.clientId }, 'session takeover from another node failed');
+            if (this.state === State.Authenticating) this.refuse(ReasonCode.ServerUnavailable, 'session takeover failed');
+          },
+        );
+        return;
+      }
+    }
     const mqtt = this.broker.config.mqtt;
     const props = c.properties;
     const now = Date.now();
@@ -307,6 +329,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   }
 
   private replayPending(): void {
+    if (this.state !== State.Connected) return; // refused, or still waiting for a session pull
     const pending = this.pending ?? [];
     this.pending = null;
     try {

@@ -27,6 +27,11 @@ export class RetainedTree<M> {
     return this.byTopic.size;
   }
 
+  /** Every retained message ('$' topics too), e.g. to replicate them to a joining node. */
+  *messages(): IterableIterator<M> {
+    for (const entry of this.byTopic.values()) yield entry.message;
+  }
+
   set(topic: string, message: M): void {
     const existing = this.byTopic.get(topic);
     if (existing !== undefined) {

@@ -83,6 +83,9 @@ export class Session {
   /** Write-through to the store for a persistent session; null for a clean one, which never
    *  touches the store. */
   journal: SessionJournal | null = null;
+  /** While a takeover from another node completes: keys of the messages delivered here, so the
+   *  old node's buffered copies of them are not delivered twice. Null otherwise. */
+  handover: Set<string> | null = null;
 
   constructor(clientId: string, expiryInterval: number, now: number) {
     this.clientId = clientId;

@@ -1,0 +1,43 @@
+// The port through which the broker tells the cluster what it needs to know, without importing
+// cluster code (dependencies point admin -> cluster -> broker). The cluster sets it on the Broker;
+// without a cluster it stays null and the broker pays one null check.
+import type { Message } from './message.js';
+import type { Session } from './session.js';
+
+export interface ClusterBridge {
+  /** This node's name: the origin of the messages it publishes. */
+  readonly node: string;
+  /** A filter got its first local subscription (`group` '' for a plain one, else the shared group). */
+  routeAdded(filter: string, group: string): void;
+  /** The filter's last local subscription (of that group) went. */
+  routeRemoved(filter: string, group: string): void;
+  /** A locally published message is about to be routed: gives it its cluster-wide identity. */
+  beginPublish(message: Message): void;
+  /** Whether this node's members of a shared group get this message (one node per group cluster-wide). */
+  shareLocally(filter: string, group: string): boolean;
+  /** After local delivery: one forward to each other node with a matching route. Returns how many. */
+  forward(message: Message): number;
+  /** A retained message was set, or cleared (empty payload), on this node: replicate it. */
+  retained(message: Message): void;
+  /** A session was opened here (registry: the client id now lives on this node). */
+  sessionOpened(session: Session): void;
+  /** A session ended here for good. */
+  sessionDiscarded(clientId: string): void;
+  /**
+   * Connect path, before the session opens: when another node holds this client id, takes its
+   * session (or just ends it, for a clean start) and resolves once it is installed locally.
+   * Null when no other node holds it.
+   */
+  pullSession(clientId: string, cleanStart: boolean): Promise<void> | null;
+}
+
+/** A message's cluster-wide identity, set by beginPublish or carried by a forward; undefined
+ *  for one published before the node was part of a cluster. */
+export function messageKey(message: Message): string | undefined {
+  return message.origin === undefined ? undefined : `${message.origin}\0${message.originSeq ?? 0}`;
+}
+
+/** One string per route (`group` '' for a plain filter); neither part can hold NUL (MQTT strings exclude it). */
+export function routeId(filter: string, group: string): string {
+  return `${group}\0${filter}`;
+}

@@ -1,0 +1,773 @@
+// One node's part of the cluster (SPEC 4, seed distributed-cluster): authenticated links to every
+// other member (full mesh), membership with join/leave/force-leave, discovery (manual, static,
+// dns), autoclean and merging after a partition, the replicated route table, forwarding, the
+// replicated retained messages, the client registry, RPCs and takeover. It is the broker's
+// ClusterBridge; everything it sends to one peer in one event-loop turn leaves as one frame.
+import { randomUUID } from 'node:crypto';
+import { resolve4 } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Broker } from '../broker/broker.js';
+import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
+import type { Message } from '../broker/message.js';
+import type { Session } from '../broker/session.js';
+import type { Config } from '../config/schema.js';
+import { parseSharedFilter } from '../mqtt/topic.js';
+import { parseNodeAddress } from './address.js';
+import { Link, MAX_LINK_BACKLOG, type LinkHandler, type LinkMessage } from './link.js';
+import { Msg } from './messages.js';
+import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
+import { Rpc } from './rpc.js';
+import { Takeover } from './takeover.js';
+
+/** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
+const TICK_MS = 500;
+/** A link sends at least this often (a Ping when idle)... */
+const HEARTBEAT_MS = 1000;
+/** ...and is declared dead after this long without a byte from the peer. */
+export const FAILURE_MS = 5000;
+/** Redial backoff bounds. */
+const DIAL_MIN_MS = 250;
+const DIAL_MAX_MS = 5000;
+/** DNS discovery looks the name up this often. */
+const DNS_EVERY_MS = 5000;
+/** Removal tombstones are kept this long at least, so stale gossip cannot bring a node back. */
+const TOMBSTONE_MIN_MS = 3_600_000;
+/** How long `join` waits for the link to the seed. */
+const JOIN_WAIT_MS = 10_000;
+
+interface Member {
+  readonly name: string;
+  host: string;
+  /** Its cluster port; 0 until it told us (a node that dialed us). */
+  port: number;
+  /** When it (last) joined: a removal older than this does not apply to it. */
+  joinedAt: number;
+  /** The link in use, once authenticated. */
+  link: Link | null;
+  /** An outbound link still in its handshake. */
+  dialing: Link | null;
+  /** ms since it is down (or since we learned of it), 0 while up. */
+  downSince: number;
+  nextDial: number;
+  failures: number;
+}
+
+interface RegEntry {
+  node: string;
+  /** ms when the session opened there: of two nodes claiming a client, the later one wins. */
+  at: number;
+}
+
+export interface ClusterStatus {
+  running: string[];
+  stopped: string[];
+}
+
+/** Thrown by join/leave/force-leave with the reason the CLI prints. */
+export class ClusterError extends Error {
+  override name = 'ClusterError';
+}
+
+interface PersistedState {
+  joinedAt: number;
+  members: Array<[name: string, host: string, port: number, joinedAt: number]>;
+  removed: Array<[name: string, at: number]>;
+}
+
+type RetainWire = [topic: string, payload: Buffer, qos: 0 | 1 | 2, properties: Message['properties'] | null, expiresAt: number, from: string];
+
+export class Cluster implements ClusterBridge, LinkHandler {
+  readonly node: string;
+  readonly routes = new RouteTable();
+  readonly registry = new Map<string, RegEntry>();
+  readonly rpc: Rpc;
+  readonly takeover: Takeover;
+  private readonly members = new Map<string, Member>();
+  private readonly removed = new Map<string, number>();
+  /** Links accepted or dialed by address whose peer is not a member yet (handshake). */
+  private readonly loose = new Set<Link>();
+  /** This node's routes (route ids), sent whole to a peer whose link comes up. */
+  private readonly localRoutes = new Set<string>();
+  private readonly incarnation = randomUUID();
+  private readonly cookie: string;
+  private readonly statePath: string;
+  private joinedAt: number;
+  private server: Server | null = null;
+  private ticker: NodeJS.Timeout | null = null;
+  private nextDns = 0;
+  private persistScheduled = false;
+  private joinWaiter: { name: string; resolve(): void; reject(err: Error): void } | null = null;
+  /** Forwarding pass of one publish: node -> shared groups picked for it; groups decided. */
+  private readonly targets = new Map<string, string[]>();
+  private readonly decided: GroupRoute[] = [];
+  private seq = 0;
+  /** QoS 0 forwards dropped because a peer's link was over its backlog bound. */
+  forwardsDropped = 0;
+
+  constructor(
+    readonly broker: Broker,
+    readonly config: Config,
+    readonly log: Logger,
+  ) {
+    this.node = config.node.name;
+    this.cookie = config.node.cookie;
+    this.statePath = join(config.node.data_dir, 'cluster.json');
+    this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
+    this.takeover = new Takeover(this);
+    this.joinedAt = Date.now();
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------
+
+  /** Listens on the cluster port, takes over the broker's state as this node's, dials known members. */
+  async start(): Promise<number> {
+    const now = Date.now();
+    this.load();
+    const server = createServer((socket) => this.accept(socket));
+    this.server = server;
+    const host = parseNodeAddress(this.node).host;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.cluster.port, host, () => resolve());
+    });
+    const address = server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
+    this.ticker = setInterval(() => this.tick(Date.now()), TICK_MS);
+    this.ticker.unref();
+    this.tick(now);
+    this.log.info({ node: this.node, cluster_port: port, discovery: this.config.cluster.discovery, members: [...this.members.keys()] }, 'cluster started');
+    return port;
+  }
+
+  async stop(): Promise<void> {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    this.takeover.close();
+    this.rpc.close();
+    for (const link of this.allLinks()) link.close('node stopping');
+    this.detach();
+    const server = this.server;
+    this.server = null;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  status(): ClusterStatus {
+    const running = [this.node];
+    const stopped: string[] = [];
+    for (const m of this.members.values()) (m.link !== null ? running : stopped).push(m.name);
+    return { running: running.sort(), stopped: stopped.sort() };
+  }
+
+  /**
+   * Becomes the broker's bridge once there is a member: a node alone pays nothing on its hot path
+   * (the broker checks one null). Local routes and registry entries are taken from the broker's state.
+   */
+  private attach(): void {
+    if (this.broker.cluster === this) return;
+    const now = Date.now();
+    for (const session of this.broker.sessions.values()) {
+      this.registry.set(session.clientId, { node: this.node, at: session.disconnectedAt === 0 ? now : session.disconnectedAt });
+      for (const filter of session.subscriptions.keys()) {
+        const shared = parseSharedFilter(filter);
+        if (typeof shared === 'object') {
+          this.localRoutes.add(routeId(shared.filter, ''));
+          this.localRoutes.add(routeId(shared.filter, shared.group));
+        } else this.localRoutes.add(routeId(filter, ''));
+      }
+    }
+    this.broker.cluster = this;
+  }
+
+  private detach(): void {
+    if (this.broker.cluster === this) this.broker.cluster = null;
+    this.localRoutes.clear();
+    this.registry.clear();
+  }
+
+  private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
+    const m: Member = { name, host, port, joinedAt, link: null, dialing: null, downSince, nextDial: 0, failures: 0 };
+    this.members.set(name, m);
+    this.attach();
+    return m;
+  }
+
+  // ---- membership commands -----------------------------------------------------------------
+
+  /**
+   * `cluster join <node>`: leaves the current cluster if any, then links to the seed, which
+   * introduces the others; resolves once the seed's link is up and the members it named are.
+   */
+  async join(target: string): Promise<void> {
+    const address = parseNodeAddress(target);
+    if (address.name === this.node) throw new ClusterError('cannot join the node itself');
+    if (this.members.get(address.name)?.link != null) throw new ClusterError(`already in a cluster with ${address.name}`);
+    if (this.joinWaiter !== null) throw new ClusterError('a join is already in progress');
+    if (this.members.size > 0) this.leaveLocally('joining another cluster');
+    this.joinedAt = Date.now();
+    const up = new Promise<void>((resolve, reject) => (this.joinWaiter = { name: address.name, resolve, reject }));
+    const timer = setTimeout(() => this.settleJoin(new ClusterError(`no answer from ${address.name} within ${JOIN_WAIT_MS / 1000} s`)), JOIN_WAIT_MS);
+    try {
+      this.dial(address.host, address.port, address.name, 'join');
+      await up;
+    } finally {
+      clearTimeout(timer);
+    }
+    // The seed named the other members; give their links a moment so the status shows them.
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline && [...this.members.values()].some((m) => m.link === null && m.port !== 0)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.persist();
+  }
+
+  /** `cluster leave`: tells every member, then forgets them; this node's own clients stay. */
+  leave(): void {
+    if (this.members.size === 0) throw new ClusterError('node is not in a cluster');
+    // Closing a link flushes what was queued, so the Leave goes out first.
+    for (const link of this.upLinks()) link.send([Msg.Leave]);
+    this.leaveLocally('left the cluster');
+  }
+
+  /** `cluster force-leave <node>`: removes another node, telling it and every member. */
+  forceLeave(name: string): void {
+    if (name === this.node) throw new ClusterError('use leave to remove this node');
+    const m = this.members.get(name);
+    if (m === undefined) throw new ClusterError(`node ${name} is not in the cluster`);
+    const at = Date.now();
+    for (const link of this.upLinks()) link.send([Msg.Removed, name, at]);
+    this.applyRemoval(name, at, 'removed by force-leave');
+    this.persist();
+  }
+
+  /** Forgets every member (after leave, or being removed): alone, with only local state. */
+  private leaveLocally(why: string): void {
+    this.log.warn({ members: [...this.members.keys()], why }, 'leaving the cluster');
+    for (const name of [...this.members.keys()]) this.dropMember(name, why);
+    this.persist();
+  }
+
+  // ---- links ---------------------------------------------------------------------------------
+
+  private accept(socket: Socket): void {
+    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, undefined, false);
+    this.loose.add(link);
+  }
+
+  private dial(host: string, port: number, expected: string | undefined, intent: string): Link {
+    const socket = connect({ host, port });
+    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, expected, true, intent);
+    const m = expected === undefined ? undefined : this.members.get(expected);
+    if (m !== undefined) m.dialing = link;
+    else this.loose.add(link);
+    return link;
+  }
+
+  /** The kept link of a pair is the one dialed by the smaller name. */
+  private preferred(link: Link): boolean {
+    const dialer = link.dialed ? this.node : link.peer;
+    return dialer === (this.node < link.peer ? this.node : link.peer);
+  }
+
+  /** Why a second link for a name with a live link is refused; undefined when it replaces it. */
+  private duplicate(link: Link, current: Link): string | undefined {
+    if (current.peerIncarnation !== link.peerIncarnation) return 'name_in_use';
+    return this.preferred(link) && !this.preferred(current) ? undefined : 'duplicate_link';
+  }
+
+  admit(link: Link): string | undefined {
+    if (link.peer === this.node) return 'name_in_use';
+    if (this.removed.has(link.peer) && link.intent !== 'join') return 'removed_from_cluster';
+    const current = this.members.get(link.peer)?.link;
+    return current != null && current !== link ? this.duplicate(link, current) : undefined;
+  }
+
+  linkUp(link: Link): void {
+    this.loose.delete(link);
+    const peer = link.peer;
+    let m = this.members.get(peer);
+    if (link.dialed) {
+      const current = m?.link;
+      const why = peer === this.node ? 'name_in_use' : current != null ? this.duplicate(link, current) : undefined;
+      if (why !== undefined) {
+        if (why === 'name_in_use') this.log.warn({ peer, remote: link.remote }, 'cluster link closed: node name already in use');
+        link.close(why);
+        return;
+      }
+    }
+    if (link.intent === 'join') this.removed.delete(peer);
+    let added = false;
+    if (m === undefined) {
+      // A dialed peer listens where we reached it; one that dialed us says where in its Members.
+      m = this.addMember(peer, link.socket.remoteAddress ?? '', link.dialed ? (link.socket.remotePort ?? 0) : 0, 0, 0);
+      added = true;
+    }
+    if (m.dialing === link) m.dialing = null;
+    const old = m.link;
+    m.link = link;
+    m.downSince = 0;
+    m.failures = 0;
+    if (old !== null && old !== link) old.close('replaced by another link');
+    this.log.info({ peer, remote: link.remote }, 'cluster node up');
+    this.sendState(link);
+    if (added) {
+      this.broadcastMembers(link);
+      this.persist();
+    }
+    if (this.joinWaiter?.name === peer) this.settleJoin(undefined);
+  }
+
+  linkDown(link: Link, why: string): void {
+    this.loose.delete(link);
+    const m = this.members.get(link.peer);
+    if (this.joinWaiter !== null && (link.peer === this.joinWaiter.name || link.peer === '') && !link.up && m?.link == null) {
+      this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
+    }
+    if (m === undefined) return;
+    if (why.endsWith('removed_from_cluster')) {
+      // It removed us while we were away: we are not part of its cluster any more.
+      this.dropMember(m.name, why);
+      this.persist();
+      return;
+    }
+    if (m.dialing === link) {
+      m.dialing = null;
+      m.failures++;
+      m.nextDial = Date.now() + Math.min(DIAL_MAX_MS, DIAL_MIN_MS * 2 ** Math.min(m.failures, 5));
+    }
+    if (m.link !== link) return;
+    m.link = null;
+    m.downSince = Date.now();
+    m.nextDial = Date.now() + DIAL_MIN_MS;
+    const routes = this.routes.purge(m.name);
+    this.rpc.nodeDown(m.name);
+    this.log.warn({ peer: m.name, why, routes_purged: routes }, 'cluster node down');
+  }
+
+  private settleJoin(err: Error | undefined): void {
+    const waiter = this.joinWaiter;
+    if (waiter === null) return;
+    this.joinWaiter = null;
+    if (err === undefined) waiter.resolve();
+    else waiter.reject(err);
+  }
+
+  linkMessage(link: Link, m: LinkMessage): void {
+    const peer = link.peer;
+    switch (m[0]) {
+      case Msg.Ping:
+        return;
+      case Msg.Forward:
+        this.onForward(peer, m);
+        return;
+      case Msg.RouteAdd:
+        this.routes.add(peer, m[1] as string, m[2] as string);
+        return;
+      case Msg.RouteDel:
+        this.routes.remove(peer, m[1] as string, m[2] as string);
+        return;
+      case Msg.RouteSync:
+        this.routes.replace(peer, m[1] as RouteKey[]);
+        return;
+      case Msg.Reg:
+        this.onReg(peer, m[1] as string, m[2] as number);
+        return;
+      case Msg.Unreg:
+        if (this.registry.get(m[1] as string)?.node === peer) this.registry.delete(m[1] as string);
+        return;
+      case Msg.RegSync:
+        this.onRegSync(peer, m[1] as Array<[string, number]>);
+        return;
+      case Msg.Retain:
+        this.applyRetained(m.slice(1) as RetainWire, true);
+        return;
+      case Msg.RetainSync:
+        for (const r of m[1] as RetainWire[]) this.applyRetained(r, false);
+        return;
+      case Msg.Members:
+        this.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
+        return;
+      case Msg.Call:
+        this.rpc.onCall(link, m[1], m[2], m[3]);
+        return;
+      case Msg.Reply:
+        this.rpc.onReply(m[1], m[2], m[3]);
+        return;
+      case Msg.Leave:
+        this.applyRemoval(peer, Date.now(), 'left the cluster');
+        this.persist();
+        return;
+      case Msg.Removed:
+        this.onRemoved(m[1] as string, m[2] as number);
+        return;
+      default:
+        this.log.warn({ peer, type: m[0] }, 'cluster link: unknown message type');
+    }
+  }
+
+  linkTo(node: string): Link | undefined {
+    return this.members.get(node)?.link ?? undefined;
+  }
+
+  private upLinks(): Link[] {
+    const links: Link[] = [];
+    for (const m of this.members.values()) if (m.link !== null) links.push(m.link);
+    return links;
+  }
+
+  private allLinks(): Link[] {
+    const links = [...this.loose];
+    for (const m of this.members.values()) {
+      if (m.link !== null) links.push(m.link);
+      if (m.dialing !== null) links.push(m.dialing);
+    }
+    return links;
+  }
+
+  private broadcast(message: LinkMessage): void {
+    for (const m of this.members.values()) if (m.link !== null) m.link.send(message);
+  }
+
+  /** Everything a peer needs from us when its link comes up: join, rejoin and partition heal alike. */
+  private sendState(link: Link): void {
+    link.send(this.membersMessage());
+    link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
+    const regs: Array<[string, number]> = [];
+    for (const [clientId, e] of this.registry) if (e.node === this.node) regs.push([clientId, e.at]);
+    link.send([Msg.RegSync, regs]);
+    const retained: RetainWire[] = [];
+    for (const r of this.broker.retained.messages()) retained.push([r.topic, r.payload, r.qos, r.properties ?? null, r.expiresAt, r.from]);
+    link.send([Msg.RetainSync, retained]);
+  }
+
+  // ---- membership state --------------------------------------------------------------------
+
+  private membersMessage(): LinkMessage {
+    const list: PersistedState['members'] = [[this.node, '', 0, this.joinedAt]];
+    for (const m of this.members.values()) list.push([m.name, m.host, m.port, m.joinedAt]);
+    // Our own address as the peer sees it is its business; we report our listening port.
+    const self = list[0] as PersistedState['members'][number];
+    const address = this.server?.address();
+    self[1] = parseNodeAddress(this.node).host;
+    self[2] = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
+    return [Msg.Members, list, [...this.removed]];
+  }
+
+  private broadcastMembers(except: Link | null): void {
+    const message = this.membersMessage();
+    for (const link of this.upLinks()) if (link !== except) link.send(message);
+  }
+
+  /** Merges a member list (union), so both sides of a healed partition end with everyone. */
+  private onMembers(from: string, list: PersistedState['members'], removed: PersistedState['removed']): void {
+    let changed = false;
+    for (const [name, at] of removed) {
+      if (name === this.node) {
+        if (at >= this.joinedAt) {
+          this.leaveLocally(`removed from the cluster (told by ${from})`);
+          return;
+        }
+        continue;
+      }
+      if ((this.removed.get(name) ?? 0) < at && this.applyRemoval(name, at, 'removed from the cluster')) changed = true;
+    }
+    for (const [name, host, port, joinedAt] of list) {
+      if (name === this.node) continue;
+      const tomb = this.removed.get(name);
+      if (tomb !== undefined) {
+        if (tomb >= joinedAt) continue;
+        this.removed.delete(name);
+      }
+      const m = this.members.get(name);
+      if (m === undefined) {
+        this.addMember(name, host, port, joinedAt, Date.now());
+        changed = true;
+      } else {
+        if ((name === from || m.port === 0) && port !== 0 && m.port !== port) {
+          m.host = host;
+          m.port = port;
+          changed = true;
+        }
+        if (joinedAt > m.joinedAt) m.joinedAt = joinedAt;
+      }
+    }
+    if (changed) {
+      this.broadcastMembers(null);
+      this.persist();
+    }
+  }
+
+  private onRemoved(name: string, at: number): void {
+    if (name === this.node) {
+      if (at >= this.joinedAt) this.leaveLocally('removed from the cluster by force-leave');
+      return;
+    }
+    this.applyRemoval(name, at, 'removed by force-leave');
+    this.persist();
+  }
+
+  /** Records a removal and drops the member unless it joined again since. Returns whether it dropped one. */
+  private applyRemoval(name: string, at: number, why: string): boolean {
+    this.removed.set(name, Math.max(at, this.removed.get(name) ?? 0));
+    const m = this.members.get(name);
+    if (m === undefined || m.joinedAt > at) return false;
+    this.dropMember(name, why);
+    return true;
+  }
+
+  /** Forgets a member: its link, routes and registry entries. */
+  private dropMember(name: string, why: string): void {
+    const m = this.members.get(name);
+    if (m === undefined) return;
+    this.members.delete(name);
+    m.link?.close(why);
+    m.dialing?.close(why);
+    this.routes.purge(name);
+    this.rpc.nodeDown(name);
+    for (const [clientId, e] of this.registry) if (e.node === name) this.registry.delete(clientId);
+    this.log.info({ peer: name, why }, 'cluster member removed');
+    if (this.members.size === 0) this.detach();
+  }
+
+  // ---- housekeeping ------------------------------------------------------------------------
+
+  private tick(now: number): void {
+    for (const m of this.members.values()) {
+      const link = m.link;
+      if (link !== null) {
+        if (now - link.lastReceived > FAILURE_MS) link.close(`no heartbeat for ${FAILURE_MS} ms`);
+        else if (now - link.lastSent >= HEARTBEAT_MS) link.send([Msg.Ping]);
+        continue;
+      }
+      const autoclean = this.config.cluster.autoclean * 1000;
+      if (autoclean > 0 && m.downSince > 0 && now - m.downSince > autoclean) {
+        this.dropMember(m.name, `down longer than autoclean (${this.config.cluster.autoclean} s)`);
+        this.persist();
+        continue;
+      }
+      if (m.dialing === null && m.port !== 0 && now >= m.nextDial) {
+        m.nextDial = now + DIAL_MAX_MS;
+        this.dial(m.host, m.port, m.name, 'member');
+      }
+    }
+    this.discover(now);
+    for (const [name, at] of this.removed) {
+      if (now - at > Math.max(TOMBSTONE_MIN_MS, this.config.cluster.autoclean * 1000)) this.removed.delete(name);
+    }
+  }
+
+  /** Static seeds and DNS names are dialed while no member is known under their name/address. */
+  private discover(now: number): void {
+    const c = this.config.cluster;
+    if (c.discovery === 'static') {
+      for (const seed of c.seeds) {
+        let address;
+        try {
+          address = parseNodeAddress(seed);
+        } catch {
+          continue;
+        }
+        if (address.name === this.node || this.members.has(address.name) || this.removed.has(address.name)) continue;
+        if ([...this.loose].some((l) => l.dialed && l.intent === `seed:${address.name}`)) continue;
+        this.dial(address.host, address.port, address.name, `seed:${address.name}`);
+      }
+    } else if (c.discovery === 'dns' && now >= this.nextDns) {
+      this.nextDns = now + DNS_EVERY_MS;
+      resolve4(c.dns_name).then(
+        (ips) => {
+          const own = parseNodeAddress(this.node).host;
+          for (const ip of ips) {
+            if (ip === own) continue;
+            if ([...this.members.values()].some((m) => m.host === ip && (m.link !== null || m.dialing !== null))) continue;
+            if ([...this.loose].some((l) => l.dialed && l.intent === `dns:${ip}`)) continue;
+            this.dial(ip, c.port, undefined, `dns:${ip}`);
+          }
+        },
+        (err: unknown) => this.log.warn({ err: (err as Error).message, name: c.dns_name }, 'cluster dns discovery failed'),
+      );
+    }
+  }
+
+  private load(): void {
+    let state: PersistedState;
+    try {
+      state = JSON.parse(readFileSync(this.statePath, 'utf8')) as PersistedState;
+    } catch {
+      return; // never clustered
+    }
+    this.joinedAt = state.joinedAt;
+    const now = Date.now();
+    for (const [name, at] of state.removed) this.removed.set(name, at);
+    for (const [name, host, port, joinedAt] of state.members) {
+      if (name !== this.node) this.addMember(name, host, port, joinedAt, now);
+    }
+  }
+
+  /** Writes the member list (once per turn), so a restarted node rejoins by itself. */
+  private persist(): void {
+    if (this.persistScheduled) return;
+    this.persistScheduled = true;
+    setImmediate(() => {
+      this.persistScheduled = false;
+      const state: PersistedState = {
+        joinedAt: this.joinedAt,
+        members: [...this.members.values()].filter((m) => m.port !== 0).map((m) => [m.name, m.host, m.port, m.joinedAt]),
+        removed: [...this.removed],
+      };
+      const tmp = `${this.statePath}.tmp`;
+      writeFile(tmp, JSON.stringify(state))
+        .then(() => rename(tmp, this.statePath))
+        .catch((err: unknown) => this.log.error({ err, path: this.statePath }, 'cannot save the cluster member list'));
+    });
+  }
+
+  // ---- registry ------------------------------------------------------------------------------
+
+  ownerOf(clientId: string): string | undefined {
+    return this.registry.get(clientId)?.node;
+  }
+
+  sessionOpened(session: Session): void {
+    const at = Date.now();
+    this.registry.set(session.clientId, { node: this.node, at });
+    this.broadcast([Msg.Reg, session.clientId, at]);
+  }
+
+  sessionDiscarded(clientId: string): void {
+    if (this.registry.get(clientId)?.node !== this.node) return;
+    this.registry.delete(clientId);
+    this.broadcast([Msg.Unreg, clientId]);
+  }
+
+  /**
+   * A peer opened a session for a client id. If we hold one too (connects racing on two nodes, or
+   * a node back from a crash with an old copy), the later one wins and the other ends: exactly
+   * one live connection and one session (SPEC 4).
+   */
+  private onReg(peer: string, clientId: string, at: number): void {
+    const e = this.registry.get(clientId);
+    if (e !== undefined && e.node === this.node && !this.takeover.handingOver(clientId)) {
+      if (e.at > at || (e.at === at && this.node < peer)) return; // ours wins; the peer ends its copy on our Reg
+      this.registry.set(clientId, { node: peer, at });
+      const session = this.broker.handOver(clientId);
+      if (session !== undefined) this.broker.endHandOver(session, true, Date.now());
+      return;
+    }
+    if (e === undefined || e.node === peer || e.at <= at) this.registry.set(clientId, { node: peer, at });
+  }
+
+  private onRegSync(peer: string, regs: Array<[string, number]>): void {
+    for (const [clientId, e] of this.registry) if (e.node === peer) this.registry.delete(clientId);
+    for (const [clientId, at] of regs) this.onReg(peer, clientId, at);
+  }
+
+  pullSession(clientId: string, cleanStart: boolean): Promise<void> | null {
+    const owner = this.registry.get(clientId)?.node;
+    if (owner === undefined || owner === this.node || this.linkTo(owner) === undefined) return null;
+    return this.takeover.pull(owner, clientId, cleanStart);
+  }
+
+  // ---- routes and forwarding ---------------------------------------------------------------
+
+  routeAdded(filter: string, group: string): void {
+    this.localRoutes.add(routeId(filter, group));
+    this.broadcast([Msg.RouteAdd, filter, group]);
+  }
+
+  routeRemoved(filter: string, group: string): void {
+    this.localRoutes.delete(routeId(filter, group));
+    this.broadcast([Msg.RouteDel, filter, group]);
+  }
+
+  beginPublish(message: Message): void {
+    message.origin = this.node;
+    message.originSeq = ++this.seq;
+  }
+
+  shareLocally(filter: string, group: string): boolean {
+    const route = this.routes.groups.get(filter, group);
+    if (route === undefined) return true;
+    const n = route.nodes.length;
+    const pick = route.next % (n + 1);
+    route.next = pick + 1;
+    this.decided.push(route);
+    if (pick === n) return true;
+    this.target(route.nodes[pick] as string).push(routeId(filter, group));
+    return false;
+  }
+
+  /** @internal */
+  target(node: string): string[] {
+    let groups = this.targets.get(node);
+    if (groups === undefined) this.targets.set(node, (groups = []));
+    return groups;
+  }
+
+  /** @internal A remote group route matched a message no local member of the group decided. */
+  pickGroup(route: GroupRoute): void {
+    if (this.decided.includes(route)) return;
+    const pick = route.next % route.nodes.length;
+    route.next = pick + 1;
+    this.target(route.nodes[pick] as string).push(routeId(route.filter, route.group));
+  }
+
+  forward(message: Message): number {
+    this.routes.filters.match(message.topic, this, visitFilterRoute);
+    this.routes.groups.match(message.topic, this, visitGroupRoute);
+    let sent = 0;
+    if (this.targets.size > 0) {
+      for (const [node, groups] of this.targets) {
+        const link = this.members.get(node)?.link;
+        if (link == null) continue;
+        if (message.qos === 0 && link.backlog > MAX_LINK_BACKLOG) {
+          this.forwardsDropped++;
+          continue;
+        }
+        link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
+        sent++;
+      }
+      this.targets.clear();
+    }
+    this.decided.length = 0;
+    return sent;
+  }
+
+  private onForward(peer: string, m: LinkMessage): void {
+    const message: Message = {
+      topic: m[1] as string,
+      payload: m[2] as Buffer,
+      qos: m[3] as 0 | 1 | 2,
+      retain: m[4] as boolean,
+      properties: (m[5] as Message['properties'] | null) ?? undefined,
+      expiresAt: m[6] as number,
+      from: m[7] as string,
+      owned: false,
+      origin: peer,
+      originSeq: m[8] as number,
+    };
+    this.broker.publishForwarded(message, m[9] as string[]);
+  }
+
+  // ---- retained ------------------------------------------------------------------------------
+
+  retained(message: Message): void {
+    this.broadcast([Msg.Retain, message.topic, message.payload, message.qos, message.properties ?? null, message.expiresAt, message.from]);
+  }
+
+  /** A replicated retained message; a sync at link-up only fills topics we do not have. */
+  private applyRetained(r: RetainWire, replace: boolean): void {
+    if (!replace && this.broker.retained.get(r[0]) !== undefined) return;
+    this.broker.applyRetained({ topic: r[0], payload: r[1], qos: r[2], retain: true, properties: r[3] ?? undefined, expiresAt: r[4], from: r[5], owned: false });
+  }
+}
+
+function visitFilterRoute(cluster: Cluster, node: string): void {
+  cluster.target(node);
+}
+
+function visitGroupRoute(cluster: Cluster, route: GroupRoute): void {
+  cluster.pickGroup(route);
+}

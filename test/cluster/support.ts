@@ -1,0 +1,60 @@
+// Real clusters for the cluster tests: n node processes on loopback, joined through static seeds
+// (`--join name@127.0.0.1:<cluster port>`), waited for by their log lines.
+
+import type { Test } from 'tap';
+import { startNode, type NodeProcess, type StartNodeOptions } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` every 50 ms until it returns true; throws with `what` after timeoutMs. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** How many log lines of the node match `re`. */
+export function countLines(node: NodeProcess, re: RegExp): number {
+  return node.output().split('\n').filter((l) => re.test(l)).length;
+}
+
+/** `name@127.0.0.1:port`: the address form that names a cluster port other than 4370+N. */
+export function address(node: Pick<NodeProcess, 'name' | 'clusterPort'>): string {
+  return `${node.name}:${node.clusterPort}`;
+}
+
+/** Links currently up, from the node's log ('cluster node up' minus 'cluster node down'). */
+export function linksUp(node: NodeProcess): number {
+  return countLines(node, /"msg":"cluster node up"/) - countLines(node, /"msg":"cluster node down"/) - countLines(node, /"msg":"cluster member removed"/);
+}
+
+let clusterCount = 0;
+
+export interface ClusterOptions {
+  /** Extra start arguments for every node. */
+  args?: string[];
+  /** Per-node options (index = node number - 1). */
+  each?: Array<Partial<StartNodeOptions>>;
+}
+
+/**
+ * Starts n nodes; nodes 2..n name node 1 as their static seed. Resolves once every node has a
+ * link to every other one.
+ */
+export async function startCluster(t: Test, n: number, opts: ClusterOptions = {}): Promise<NodeProcess[]> {
+  const id = `${process.pid}x${++clusterCount}`;
+  const names = Array.from({ length: n }, (_, i) => `c${id}n${i + 1}@127.0.0.1`);
+  const ports = await Promise.all(names.map(() => freePort()));
+  const seed = `${names[0]}:${ports[0]}`;
+  const nodes: NodeProcess[] = [];
+  for (let i = 0; i < n; i++) {
+    const each = opts.each?.[i] ?? {};
+    const args = [...(opts.args ?? []), ...(each.args ?? []), ...(i === 0 ? [] : ['--join', seed])];
+    nodes.push(await startNode(t, { ...each, name: names[i] as string, clusterPort: ports[i] as number, args }));
+  }
+  await waitFor(`a full mesh of ${n} nodes`, () => nodes.every((node) => linksUp(node) >= n - 1), 15_000);
+  return nodes;
+}
