@@ -176,6 +176,12 @@ export async function listenWs(broker: Broker, gate: ListenerGate, host: string,
       conn.protocol.receive(Buffer.from(new Uint8Array(message)));
     },
 
+    // uWS calls this as the WebSocket's buffered output goes down: deliveries held back while
+    // it was congested can go now, as on TCP's 'drain'.
+    drain(ws: WebSocket<WsData>) {
+      ws.getUserData().conn?.protocol.drained();
+    },
+
     close(ws: WebSocket<WsData>) {
       const conn = ws.getUserData().conn;
       gate.release();

@@ -71,7 +71,7 @@ export interface TestNode extends NodeHandle {
 type ListenerOverrides = Partial<Config['listeners']>;
 
 /**
- * A node in this process with every listener on a free loopback port (TLS and WSS when `certs`
+ * A node in this process with every port free (listeners, management, cluster) (TLS and WSS when `certs`
  * are given), logging at debug into memory; closed on teardown.
  */
 export async function startTestNode(
@@ -83,6 +83,9 @@ export async function startTestNode(
   const config = defaultConfig();
   config.node.data_dir = dataDir;
   Object.assign(config.listeners, { tcp_port: 0, tls_port: 0, ws_port: 0, wss_port: 0 });
+  // Every other port free too, so test nodes run side by side.
+  config.management.port = 0;
+  config.cluster.port = 0;
   if (opts.certs !== undefined) {
     Object.assign(config.listeners, { tls_cert_file: opts.certs.serverCert, tls_key_file: opts.certs.serverKey, tls_ca_file: opts.certs.caCert });
   }
