@@ -91,8 +91,9 @@ function connection(argv: GlobalFlags, env: NodeJS.ProcessEnv): Connection {
   }
   return {
     api: (argv.api ?? api).replace(/\/+$/, ''),
-    user: argv.user ?? env.TIDEMQ_API_USER ?? user,
-    password: argv.password ?? env.TIDEMQ_API_PASSWORD ?? password,
+    // An empty variable counts as unset.
+    user: argv.user ?? (env.TIDEMQ_API_USER || undefined) ?? user,
+    password: argv.password ?? (env.TIDEMQ_API_PASSWORD || undefined) ?? password,
   };
 }
 
