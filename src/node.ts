@@ -88,8 +88,7 @@ async function startManagement(broker: Broker, listeners: readonly ListenerInfo[
   const { node, management: m } = broker.config;
   const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners });
   const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: { serving: true } };
-  // metricsAuth stays off until the config schema has management.metrics_auth.
-  const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: false }, log);
+  const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
   stops.push(async () => server.close());
   return server.port;
 }

@@ -24,7 +24,7 @@ export interface Config {
     retain_available: boolean; max_qos: 0 | 1 | 2; wildcard_subscriptions: boolean; shared_subscriptions: boolean; subscription_identifiers: boolean;
   };
   auth: { allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny' };
-  management: { port: number; bind: string; username: string; password: string };
+  management: { port: number; bind: string; username: string; password: string; metrics_auth: boolean };
   cluster: { port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }
@@ -66,7 +66,7 @@ export const SCHEMA: Schema = {
     retain_available: bool(), max_qos: qos(), wildcard_subscriptions: bool(), shared_subscriptions: bool(), subscription_identifiers: bool(),
   },
   auth: { allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']) },
-  management: { port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr() },
+  management: { port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr(), metrics_auth: bool() },
   cluster: {
     port: port(), discovery: oneOf(['manual', 'static', 'dns']), seeds: nodeList(), dns_name: str(),
     autoclean: duration(U32), autoheal: bool(), rpc_timeout: duration(86400),
@@ -106,7 +106,7 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       shared_subscriptions: true, subscription_identifiers: true,
     },
     auth: { allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow' },
-    management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public' },
+    management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false },
     cluster: { port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15 },
     log: { level: 'info' },
   };

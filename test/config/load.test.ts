@@ -141,6 +141,7 @@ t.test('environment', async (t) => {
     TIDEMQ_CLUSTER__SEEDS: 'a1@h, a2@h a3@h',
     TIDEMQ_CLUSTER__DISCOVERY: 'static',
     TIDEMQ_CLUSTER__AUTOCLEAN: '5m',
+    TIDEMQ_MANAGEMENT__METRICS_AUTH: 'true',
     TIDEMQ_API_USER: 'ignored',
     TIDEMQ_API_PASSWORD: 'ignored',
     TIDEMQ_SOMETHING: 'ignored',
@@ -152,6 +153,7 @@ t.test('environment', async (t) => {
   t.equal(c.auth.allow_anonymous, false);
   t.same(c.cluster.seeds, ['a1@h', 'a2@h', 'a3@h']);
   t.equal(c.cluster.autoclean, 300);
+  t.equal(c.management.metrics_auth, true, '/metrics behind the management credentials');
   t.match(configError(() => loadConfig({}, { TIDEMQ_MQTT__NOPE: '1' })), /TIDEMQ_MQTT__NOPE/, 'unknown key');
   t.match(configError(() => loadConfig({}, { TIDEMQ_A__B__C: '1' })), /TIDEMQ_A__B__C/, 'too many levels');
 });
