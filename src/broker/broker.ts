@@ -48,6 +48,14 @@ export interface SessionRequest {
   will: WillState | undefined;
 }
 
+/** Set on the broker while the eviction agent refuses new connections (SPEC 5). */
+export interface ConnectRefusal {
+  /** 5.0 CONNACK 0x9C properties: the Server Reference when a redirect is set. */
+  properties: Properties | undefined;
+  /** CONNECTs refused so far (metrics: accept outcome refused_evacuating). */
+  refused: number;
+}
+
 /** A live client connection, whatever carries it (TCP, WebSocket). */
 export interface ClientConnection extends SessionOwner {
   readonly clientId: string;
@@ -71,6 +79,8 @@ export class Broker {
   readonly limits: SessionLimits;
   /** Acks waiting for store durability, batched per turn; null without a store. */
   readonly durableAcks: DurableAcks | null;
+  /** Non-null while new CONNECTs are refused before authentication (eviction agent). */
+  connectRefusal: ConnectRefusal | null = null;
   /** CONNACKs for the common case, built once: [3.1, 3.1.1 no session, 3.1.1 session, 5.0 no session, 5.0 session]. */
   private readonly connacks: Buffer[];
   /** CONNACK properties every 5.0 client gets: our limits and what we do not support. */

@@ -201,6 +201,13 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
 
   private onConnect(c: ConnectPacket): void {
     this.version = c.protocolVersion;
+    const refusal = this.broker.connectRefusal;
+    if (refusal !== null) {
+      // Evacuating: refused before authentication, 5.0 with 0x9C (+ Server Reference), 3.x code 3 (SPEC 5).
+      refusal.refused++;
+      this.refuse(ReasonCode.UseAnotherServer, 'node is evacuating', refusal.properties);
+      return;
+    }
     const mqtt = this.broker.config.mqtt;
     let clientId = c.clientId;
     let assigned = false;
@@ -343,11 +350,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   }
 
   /** CONNACK with an error, then close: the session was never opened. */
-  private refuse(reason: number, why: string): void {
+  private refuse(reason: number, why: string, properties?: Properties): void {
     this.broker.stats.countConnectRefused(reason);
     this.broker.log.debug({ clientId: this.clientId, reason, why }, 'connect refused');
-    const code = this.version === 5 ? reason : connackReturnCodeV3(reason);
-    this.send(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code }, this.version));
+    const v5 = this.version === 5;
+    const code = v5 ? reason : connackReturnCodeV3(reason);
+    this.send(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code, properties: v5 ? properties : undefined }, this.version));
     this.close(false);
   }
 
