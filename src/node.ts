@@ -16,6 +16,7 @@ import { Cluster } from './cluster/cluster.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { Metrics } from './metrics/metrics.js';
+import { NodeRebalance } from './rebalance/service.js';
 import { LmdbStore } from './store/lmdb-store.js';
 
 /** Resolution of the shared timer wheel: keepalives and deadlines are checked this often. */
@@ -34,6 +35,8 @@ export interface ListenerInfo {
 export interface NodeHandle {
   readonly broker: Broker;
   readonly cluster: Cluster;
+  /** Eviction agent and evacuation of this node. */
+  readonly rebalance: NodeRebalance;
   /** Bound MQTT/TCP port (differs from the config when that asked for port 0). */
   readonly mqttPort: number;
   /** Bound management HTTP port (API, /metrics, availability check). */
@@ -84,10 +87,10 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 }
 
 /** The management HTTP server with this node's metrics; returns its bound port. */
-async function startManagement(broker: Broker, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
+async function startManagement(broker: Broker, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
-  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners });
-  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: { serving: true } };
+  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance });
+  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance };
   const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
   stops.push(async () => server.close());
   return server.port;
@@ -105,6 +108,9 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   sweeper.unref();
   wheel.start();
   const cluster = new Cluster(broker, config, log);
+  const rebalance = new NodeRebalance(broker, store, cluster, log);
+  // Before any listener: a node restarted mid-evacuation refuses from its first accept (SPEC 6).
+  rebalance.resume();
   const listeners: ListenerInfo[] = [];
   const stops: Stop[] = [];
   let mgmtPort: number;
@@ -113,9 +119,10 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
     await cluster.start();
     stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
-    mgmtPort = await startManagement(broker, listeners, stops, log);
+    mgmtPort = await startManagement(broker, rebalance, listeners, stops, log);
     await startListeners(broker, listeners, stops);
   } catch (err) {
+    rebalance.close();
     await Promise.all(stops.map((stop) => stop()));
     wheel.stop();
     clearInterval(sweeper);
@@ -130,10 +137,11 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   return {
     broker,
     cluster,
+    rebalance,
     mqttPort,
     mgmtPort,
     listeners,
-    close: () => (closing ??= shutdown(broker, stops, wheel, log).then(() => {
+    close: () => (closing ??= (rebalance.close(), shutdown(broker, stops, wheel, log)).then(() => {
       clearInterval(sweeper);
       return store.close();
     })),

@@ -1,4 +1,5 @@
 import type { Broker } from '../broker/broker.js';
+import type { NodeRebalance } from '../rebalance/service.js';
 
 /** What the route handlers read and act on. */
 export interface AdminContext {
@@ -12,4 +13,6 @@ export interface AdminContext {
    * single switch the eviction agent turns off while evacuating or donating in a rebalance.
    */
   readonly availability: { readonly serving: boolean };
+  /** Evacuation and the eviction agent (the /load_rebalance endpoints); absent in API-only tests. */
+  readonly rebalance?: NodeRebalance;
 }

@@ -26,6 +26,8 @@ const KINDS = {
   payload_too_large: { v4Status: 413, v4Code: 413, status: 413, code: 'PAYLOAD_TOO_LARGE', cli: null },
   // The availability check while evacuating or a rebalance donor (SPEC 8).
   node_evacuating: { v4Status: 503, v4Code: null, status: 503, code: 'NODE_EVACUATING', cli: null },
+  /** A start/stop naming a node that is not a cluster member: v4 keeps its 200 envelope. */
+  invalid_node: { v4Status: 200, v4Code: 400, status: 404, code: 'NOT_FOUND', cli: null },
   /** An RPC to another node failed or timed out. */
   unavailable: { v4Status: 200, v4Code: 400, status: 503, code: 'SERVICE_UNAVAILABLE', cli: null },
   internal: { v4Status: 500, v4Code: 102, status: 500, code: 'INTERNAL_ERROR', cli: null },

@@ -6,6 +6,7 @@ import { ApiError, errorForms, fromV5 } from '../admin/errors.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { brokerCommands } from './ctl-broker.js';
 import { clientCommands } from './ctl-clients.js';
+import { rebalanceCommands } from './ctl-rebalance.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:8081';
 /** Exit codes: a failed command, and a command line that does not parse. */
@@ -24,6 +25,9 @@ export class CtlError extends Error {
     this.apiError = apiError;
   }
 }
+
+/** A failure the command has already printed in its own (EMQX-compatible) words: exit 1, nothing added. */
+export class CtlReported extends CtlError {}
 
 export interface CtlContext {
   /** The API base URL, e.g. http://127.0.0.1:8081. */
@@ -53,7 +57,7 @@ export interface CtlFamily {
 }
 
 /** Every command family; cluster and rebalance add theirs here. */
-const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands];
+const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, rebalanceCommands];
 
 export interface CtlIo {
   readonly env: NodeJS.ProcessEnv;
@@ -173,7 +177,7 @@ export async function runCtl(args: readonly string[], io: CtlIo = processIo): Pr
               await cmd.run(ctx, argv);
             } catch (err) {
               if (!(err instanceof CtlError)) throw err;
-              io.err(`tidemq ctl: ${err.message}\n`);
+              if (!(err instanceof CtlReported)) io.err(`tidemq ctl: ${err.message}\n`);
               exitCode = EXIT_FAILED;
             }
           },

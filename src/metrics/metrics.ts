@@ -8,6 +8,8 @@ import type { Broker } from '../broker/broker.js';
 import type { ListenerStats } from '../broker/tcp-listener.js';
 import { PacketType } from '../mqtt/packets.js';
 import { reasonName } from '../mqtt/reason-codes.js';
+import { EVACUATION_STATES } from '../rebalance/evacuation.js';
+import type { NodeRebalance } from '../rebalance/service.js';
 import { countBroker, type BrokerCounts } from './counts.js';
 
 /** Prefix of every metric name, prom-client's default process and Node.js metrics included. */
@@ -20,6 +22,8 @@ export interface MetricsSources {
   readonly broker: Broker;
   /** Running listeners and their accept counters (label `listener`). */
   readonly listeners: ReadonlyArray<{ readonly name: string; readonly stats: ListenerStats }>;
+  /** The eviction agent and evacuation, when the node has them. */
+  readonly rebalance?: NodeRebalance;
 }
 
 /** Lower-case packet type names by type number, for the `type` label. */
@@ -65,6 +69,8 @@ export class Metrics {
     this.counter('tidemq_connections_opened_total', 'Client connections opened since start', () => stats.connectionsTotal);
     this.counter('tidemq_accepts_total', 'TCP/WebSocket accepts by listener and outcome', ['listener', 'outcome'], (emit) => {
       for (const l of src.listeners) for (const [outcome, read] of ACCEPT_OUTCOMES) emit({ listener: l.name, outcome }, read(l.stats));
+      // Refused at CONNECT by the eviction agent, whichever listener accepted the socket.
+      if (src.rebalance !== undefined) emit({ listener: 'all', outcome: 'refused_evacuating' }, src.rebalance.agent.refusedConnects);
     });
     this.counter('tidemq_connect_timeouts_total', 'Connections closed for sending no CONNECT (or getting no auth verdict) in time', () => stats.connectTimeouts);
     this.counter('tidemq_connacks_total', 'CONNACKs sent, by reason (success, or why the CONNECT was refused)', ['reason'], (emit) => {
@@ -92,6 +98,22 @@ export class Metrics {
     this.counter('tidemq_sessions_taken_over_total', 'Sessions taken over from another connection', () => stats.sessionsTakenOver);
     this.counter('tidemq_sessions_expired_total', 'Disconnected sessions that expired', () => stats.sessionsExpired);
     this.counter('tidemq_wills_published_total', 'Will messages published', () => stats.willsPublished);
+    if (src.rebalance !== undefined) this.rebalanceMetrics(src.rebalance);
+  }
+
+  /** Eviction agent and evacuation (SPEC 10): states as labelled 0/1 gauges, eviction counters. */
+  private rebalanceMetrics(rebalance: NodeRebalance): void {
+    const agent = rebalance.agent;
+    this.gauge('tidemq_eviction_agent_enabled', 'Eviction agent state: 1 for the kind it is enabled for (evacuation or rebalance), 0 otherwise', ['kind'], (emit) => {
+      for (const kind of ['evacuation', 'rebalance'] as const) emit({ kind }, agent.state?.kind === kind ? 1 : 0);
+    });
+    this.gauge('tidemq_evacuation_state', 'Evacuation of this node: 1 for its current state, 0 for the others (all 0: not evacuating)', ['state'], (emit) => {
+      const current = rebalance.evacuation.state;
+      for (const state of EVACUATION_STATES) emit({ state }, state === current ? 1 : 0);
+    });
+    this.counter('tidemq_connections_evicted_total', 'Connections evicted by the eviction agent (5.0 DISCONNECT 0x9C, 3.x close)', () => agent.connectionsEvicted);
+    this.counter('tidemq_sessions_evicted_total', 'Disconnected sessions moved to another node by the eviction agent', () => agent.sessionsEvicted);
+    this.counter('tidemq_session_evictions_failed_total', 'Session moves to another node that failed (the session stayed here)', () => agent.sessionMovesFailed);
   }
 
   get contentType(): string {
