@@ -261,9 +261,9 @@ export class Broker {
   }
 
   /** Installs a session taken over from another node, disconnected, with its subscriptions. */
-  adoptSession(session: Session): void {
+  adoptSession(session: Session, subscriptions: ReadonlyArray<[string, SubscriptionOptions]>): void {
     this.sessions.set(session.clientId, session);
-    for (const [filter, options] of session.subscriptions) this.subscribe(session, filter, options);
+    for (const [filter, options] of subscriptions) this.subscribe(session, filter, options);
   }
 
   /**

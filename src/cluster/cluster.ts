@@ -100,6 +100,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private ticker: NodeJS.Timeout | null = null;
   private nextDns = 0;
   private persistScheduled = false;
+  /** The member list write in progress: writes of the file are serialized. */
+  private saving: Promise<void> = Promise.resolve();
   private joinWaiter: { name: string; resolve(): void; reject(err: Error): void } | null = null;
   /** Forwarding pass of one publish: node -> shared groups picked for it; groups decided. */
   private readonly targets = new Map<string, string[]>();
@@ -412,6 +414,12 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return this.members.get(node)?.link ?? undefined;
   }
 
+  upNodes(): string[] {
+    const nodes: string[] = [];
+    for (const m of this.members.values()) if (m.link !== null) nodes.push(m.name);
+    return nodes;
+  }
+
   private upLinks(): Link[] {
     const links: Link[] = [];
     for (const m of this.members.values()) if (m.link !== null) links.push(m.link);
@@ -618,7 +626,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
         removed: [...this.removed],
       };
       const tmp = `${this.statePath}.tmp`;
-      writeFile(tmp, JSON.stringify(state))
+      this.saving = this.saving
+        .then(() => writeFile(tmp, JSON.stringify(state)))
         .then(() => rename(tmp, this.statePath))
         .catch((err: unknown) => this.log.error({ err, path: this.statePath }, 'cannot save the cluster member list'));
     });

@@ -23,6 +23,8 @@ export interface TakeoverHost {
   readonly log: Logger;
   /** The up link to a node, if any. */
   linkTo(node: string): Link | undefined;
+  /** Every node with an up link. */
+  upNodes(): string[];
   /** The node the registry says holds a client id. */
   ownerOf(clientId: string): string | undefined;
 }
@@ -81,6 +83,18 @@ export class Takeover {
     host.rpc.handle('takeover.begin', (args) => this.begin(args as { clientId: string; id: string }));
     host.rpc.handle('takeover.end', (args) => this.end(args as { clientId: string; id: string }));
     host.rpc.handle('takeover.discard', (args) => this.discard((args as { clientId: string }).clientId));
+    host.rpc.handle('takeover.fence', (args) => this.fence((args as { via: string }).via));
+    host.rpc.handle('ping', () => true);
+  }
+
+  /**
+   * Runs after our routes for the moved session reached this node (links are FIFO): a ping to the
+   * old owner returns once everything this node forwarded there before has arrived.
+   */
+  private async fence(via: string): Promise<boolean> {
+    const link = this.host.linkTo(via);
+    if (link !== undefined) await this.host.rpc.call(link, 'ping', null);
+    return true;
   }
 
   /** Whether this node is handing the client's session over right now. */
@@ -111,6 +125,14 @@ export class Takeover {
         continue;
       }
       const session = await this.install(reply.parts);
+      // Other nodes may have forwarded messages to the old owner before they learned our routes;
+      // those must reach it before it hands over its buffer, or they would be lost.
+      await Promise.allSettled(
+        this.host.upNodes().flatMap((n) => {
+          const l = n === from ? undefined : this.host.linkTo(n);
+          return l === undefined ? [] : [rpc.call(l, 'takeover.fence', { via: from })];
+        }),
+      );
       let buffered: BufferedWire[] = [];
       try {
         buffered = (await rpc.call(link, 'takeover.end', { clientId, id })) as BufferedWire[];
@@ -161,7 +183,7 @@ export class Takeover {
     if (broker.store === null) session.journal = null;
     session.handover = seen;
     if (broker.sessions.has(record.clientId)) throw new Error(`takeover of ${record.clientId}: a session opened here meanwhile`);
-    broker.adoptSession(session);
+    broker.adoptSession(session, record.subscriptions);
     return session;
   }
 

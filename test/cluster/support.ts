@@ -1,6 +1,7 @@
 // Real clusters for the cluster tests: n node processes on loopback, joined through static seeds
 // (`--join name@127.0.0.1:<cluster port>`), waited for by their log lines.
 
+import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Test } from 'tap';
 import { startNode, type NodeProcess, type StartNodeOptions } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
@@ -57,4 +58,25 @@ export async function startCluster(t: Test, n: number, opts: ClusterOptions = {}
   }
   await waitFor(`a full mesh of ${n} nodes`, () => nodes.every((node) => linksUp(node) >= n - 1), 15_000);
   return nodes;
+}
+
+/**
+ * An MQTT.js client whose message listener is in place before CONNACK: a resumed session's
+ * messages follow the CONNACK at once, before connectAsync would return.
+ */
+export async function connectListening(
+  t: Test,
+  port: number,
+  opts: IClientOptions,
+  onMessage: (topic: string, payload: Buffer, packet: IPublishPacket) => void,
+): Promise<{ client: MqttClient; connack: IConnackPacket }> {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 5000, ...opts, manualConnect: true });
+  t.teardown(() => client.endAsync(true));
+  client.on('message', onMessage);
+  const connack = new Promise<IConnackPacket>((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+  });
+  client.connect();
+  return { client, connack: await connack };
 }
