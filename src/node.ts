@@ -87,10 +87,10 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 }
 
 /** The management HTTP server with this node's metrics; returns its bound port. */
-async function startManagement(broker: Broker, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
+async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
   const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance });
-  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance };
+  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster };
   const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
   stops.push(async () => server.close());
   return server.port;
@@ -119,7 +119,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
     await cluster.start();
     stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
-    mgmtPort = await startManagement(broker, rebalance, listeners, stops, log);
+    mgmtPort = await startManagement(broker, cluster, rebalance, listeners, stops, log);
     await startListeners(broker, listeners, stops);
   } catch (err) {
     rebalance.close();

@@ -1,9 +1,12 @@
 import type { Broker } from '../broker/broker.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { NodeRebalance } from '../rebalance/service.js';
 
 /** What the route handlers read and act on. */
 export interface AdminContext {
   readonly broker: Broker;
+  /** The node's cluster membership (the cluster routes); absent in tests of a bare broker. */
+  readonly cluster?: Cluster;
   readonly nodeName: string;
   readonly version: string;
   /** ms since the epoch when the node started. */

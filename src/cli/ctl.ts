@@ -6,6 +6,7 @@ import { ApiError, errorForms, fromV5 } from '../admin/errors.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { brokerCommands } from './ctl-broker.js';
 import { clientCommands } from './ctl-clients.js';
+import { clusterCommands } from './ctl-cluster.js';
 import { rebalanceCommands } from './ctl-rebalance.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:8081';
@@ -57,7 +58,7 @@ export interface CtlFamily {
 }
 
 /** Every command family; cluster and rebalance add theirs here. */
-const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, rebalanceCommands];
+const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, clusterCommands, rebalanceCommands];
 
 export interface CtlIo {
   readonly env: NodeJS.ProcessEnv;

@@ -197,6 +197,17 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return m;
   }
 
+  /** The route table as the management API lists it: this node's routes and every peer's. */
+  routeList(): Array<{ topic: string; node: string }> {
+    const list: Array<{ topic: string; node: string }> = [];
+    const add = (node: string, [filter, group]: RouteKey): void => {
+      list.push({ topic: group === '' ? filter : `$share/${group}/${filter}`, node });
+    };
+    for (const id of this.localRoutes) add(this.node, parseRouteId(id));
+    for (const node of this.routes.nodes()) for (const route of this.routes.routesOf(node)) add(node, route);
+    return list;
+  }
+
   // ---- membership commands -----------------------------------------------------------------
 
   /**
@@ -319,7 +330,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
       this.broadcastMembers(link);
       this.persist();
     }
-    if (this.joinWaiter?.name === peer) this.settleJoin(undefined);
   }
 
   linkDown(link: Link, why: string): void {
@@ -472,6 +482,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** Merges a member list (union), so both sides of a healed partition end with everyone. */
   private onMembers(from: string, list: PersistedState['members'], removed: PersistedState['removed']): void {
     let changed = false;
+    // A join is done once the seed has named the members (the first thing it sends).
+    if (this.joinWaiter?.name === from) setImmediate(() => this.settleJoin(undefined));
     for (const [name, at] of removed) {
       if (name === this.node) {
         if (at >= this.joinedAt) {

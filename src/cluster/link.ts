@@ -225,7 +225,8 @@ export class Link {
   private handshake(m: LinkMessage): void {
     const [kind, a, b, c, d] = m;
     if (kind === 'reject') {
-      this.log.warn({ peer: this.peer || this.expected, remote: this.remote, reason: a }, 'cluster link refused by the peer');
+      if (a === 'bad_cookie') this.log.error({ peer: this.peer || this.expected, remote: this.remote }, 'cluster link refused: wrong cluster cookie');
+      else this.log.warn({ peer: this.peer || this.expected, remote: this.remote, reason: a }, 'cluster link refused by the peer');
       this.close(`refused: ${String(a)}`);
       return;
     }
@@ -249,7 +250,7 @@ export class Link {
         this.peerIncarnation = String(d);
         if (!sameBytes(c, proof(this.cookie, 'accept', this.nonce, this.peerNonce, a, this.self))) {
           this.log.error({ peer: a, remote: this.remote }, 'cluster link refused: the peer does not know the cluster cookie');
-          return this.close('bad cookie');
+          return this.reject('bad_cookie');
         }
         if (this.expected !== undefined && a !== this.expected) {
           this.log.warn({ expected: this.expected, peer: a, remote: this.remote }, 'cluster link: unexpected node at this address');

@@ -2,7 +2,10 @@
 // (`--join name@127.0.0.1:<cluster port>`), waited for by their log lines.
 
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import { join } from 'node:path';
 import type { Test } from 'tap';
+import { repoRoot } from '../helpers/build.js';
+import { run, type RunResult } from '../helpers/clients.js';
 import { startNode, type NodeProcess, type StartNodeOptions } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -79,4 +82,24 @@ export async function connectListening(
   });
   client.connect();
   return { client, connack: await connack };
+}
+
+/** Runs `tidemq ctl --api <node's management API> ...` (the real bin/tidemq). */
+export async function ctl(node: Pick<NodeProcess, 'mgmtPort'>, args: string[]): Promise<RunResult> {
+  return run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${node.mgmtPort}`, ...args], { timeoutMs: 20_000 });
+}
+
+/** GET /api/v5<path> on a node's management API, with the default credentials. */
+export async function api(node: Pick<NodeProcess, 'mgmtPort'>, path: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5${path}`, {
+    headers: { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` },
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+/** The nodes with a route in a node's route table. */
+export async function routeNodes(node: Pick<NodeProcess, 'mgmtPort'>): Promise<string[]> {
+  const { body } = await api(node, '/routes');
+  return [...new Set((body as Array<{ node: string }>).map((r) => r.node))].sort();
 }
