@@ -391,7 +391,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (p.qos === 2) {
       if (session.incomingQos2.has(p.packetId)) {
         // A resent QoS 2 PUBLISH already routed: acknowledge again, deliver nothing [MQTT-4.3.3-9].
-        this.ack(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version), -1);
+        // Its id is durable once the first PUBREC went out; while that one is held, this waits behind it.
+        this.ack(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version), this.broker.store?.writes ?? 0);
         return;
       }
       if (session.incomingQos2.size >= mqtt.max_inflight) {
