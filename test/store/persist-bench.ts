@@ -117,7 +117,6 @@ async function qos1Throughput(port: number, total: number, window: number): Prom
       if (++received === total) finish();
     }
   });
-  sub.on('close', () => console.log('subscriber closed by the broker'));
   await new Promise((r) => setTimeout(r, 300));
   let sent = 0;
   let acked = 0;
@@ -145,6 +144,12 @@ async function qos1Throughput(port: number, total: number, window: number): Prom
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemq-bench-'));
 try {
+  if (process.env.QOS1_ONLY_PORT !== undefined) {
+    // Against a node started elsewhere (e.g. under --cpu-prof): the throughput run only.
+    const t = await qos1Throughput(Number(process.env.QOS1_ONLY_PORT), Number(process.env.QOS1_TOTAL ?? 200_000), Number(process.env.QOS1_WINDOW ?? 500));
+    console.log(`QoS 1 to a persistent subscriber: ${t.rate.toFixed(0)} msg/s (${t.received} received)`);
+    process.exit(0);
+  }
   const node = await startNode(dir, await freePort());
   const cleanRate = await connectRate(node.port, true, 'clean');
   const persistentRate = await connectRate(node.port, false, 'persistent');
