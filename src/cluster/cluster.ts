@@ -737,7 +737,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   forward(message: Message): number {
     this.routes.filters.match(message.topic, this, visitFilterRoute);
-    this.routes.groups.match(message.topic, this, visitGroupRoute);
+    if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
     let sent = 0;
     if (this.targets.size > 0) {
       for (const [node, groups] of this.targets) {
