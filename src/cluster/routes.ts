@@ -66,12 +66,13 @@ export class RouteTable {
   purge(node: string): number {
     const own = this.byNode.get(node);
     if (own === undefined) return 0;
-    for (const id of [...own]) {
+    const ids = [...own];
+    for (const id of ids) {
       const [filter, group] = parseRouteId(id);
       this.remove(node, filter, group);
     }
     this.byNode.delete(node);
-    return own.size;
+    return ids.length;
   }
 
   /** A node's routes, for status and tests. */

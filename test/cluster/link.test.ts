@@ -1,0 +1,132 @@
+// Cluster links in-process over loopback sockets: framing, the cookie handshake (both sides
+// prove it; a wrong one, or a name in use, is refused), and one frame per event-loop turn.
+
+import { createServer, connect, type Socket } from 'node:net';
+import { pino } from 'pino';
+import t, { type Test } from 'tap';
+import { parseNodeAddress } from '../../src/cluster/address.js';
+import { encodeFrame, FrameDecoder, Link, MAX_FRAME, type LinkHandler, type LinkMessage } from '../../src/cluster/link.js';
+import { RouteTable } from '../../src/cluster/routes.js';
+
+const log = pino({ level: 'silent' });
+
+t.test('frames decode the same however the stream is cut; binaries are views of the frame', async (t) => {
+  const payload = Buffer.from('payload bytes');
+  const frames = Buffer.concat([encodeFrame([[4, 't/1', payload, 1]]), encodeFrame([[0], [1, 'a/#', '']])]);
+  for (let cut = 1; cut < frames.length; cut++) {
+    const d = new FrameDecoder();
+    const out = [...d.push(frames.subarray(0, cut)), ...d.push(frames.subarray(cut))];
+    t.same(out, [[[4, 't/1', payload, 1]], [[0], [1, 'a/#', '']]], `cut at ${cut}`);
+  }
+  const whole = encodeFrame([[4, 't', payload]]);
+  const [[msg]] = new FrameDecoder().push(whole) as [[LinkMessage]];
+  const bin = msg[2] as Buffer;
+  t.equal(bin.buffer, whole.buffer, 'the payload is not copied out of the frame');
+  const huge = Buffer.alloc(4);
+  huge.writeUInt32BE(MAX_FRAME + 1, 0);
+  t.throws(() => new FrameDecoder().push(huge), /exceeds/, 'an oversized frame is refused before buffering it');
+});
+
+interface Side {
+  up: Link[];
+  down: string[];
+  messages: LinkMessage[];
+  handler: LinkHandler;
+}
+
+function side(refuse?: string): Side {
+  const s: Side = {
+    up: [],
+    down: [],
+    messages: [],
+    handler: {
+      admit: () => refuse,
+      linkUp: (l) => s.up.push(l),
+      linkMessage: (_l, m) => s.messages.push(m),
+      linkDown: (_l, why) => s.down.push(why),
+    },
+  };
+  return s;
+}
+
+/** Links a dialer and an acceptor over loopback with the given cookies. */
+async function pair(t: Test, cookies: [string, string], acceptorRefuses?: string): Promise<{ dialer: Side; acceptor: Side; link: Link }> {
+  const dialer = side();
+  const acceptor = side(acceptorRefuses);
+  const server = createServer((socket: Socket) => {
+    new Link(socket, 'b@127.0.0.1', cookies[1], 'inc-b', acceptor.handler, log, undefined, false);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const link = new Link(connect({ host: '127.0.0.1', port }), 'a@127.0.0.1', cookies[0], 'inc-a', dialer.handler, log, 'b@127.0.0.1', true);
+  t.teardown(() => link.close('test over'));
+  const deadline = Date.now() + 3000;
+  while (dialer.up.length + dialer.down.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 20));
+  return { dialer, acceptor, link };
+}
+
+t.test('the same cookie: both sides up, each knowing the other', async (t) => {
+  const { dialer, acceptor } = await pair(t, ['secret', 'secret']);
+  t.equal(dialer.up.length, 1);
+  t.equal(acceptor.up.length, 1);
+  t.equal(dialer.up[0]?.peer, 'b@127.0.0.1');
+  t.equal(acceptor.up[0]?.peer, 'a@127.0.0.1');
+  t.equal(acceptor.up[0]?.peerIncarnation, 'inc-a');
+});
+
+t.test('a wrong cookie: refused on both sides, nothing comes up', async (t) => {
+  const { dialer, acceptor } = await pair(t, ['secret', 'other']);
+  t.same([dialer.up.length, acceptor.up.length], [0, 0]);
+  t.ok(dialer.down.length > 0 && acceptor.down.length > 0);
+});
+
+t.test('a refusal by the acceptor (name in use) reaches the dialer', async (t) => {
+  const { dialer, acceptor } = await pair(t, ['secret', 'secret'], 'name_in_use');
+  t.same([dialer.up.length, acceptor.up.length], [0, 0]);
+  t.same(dialer.down, ['refused: name_in_use']);
+});
+
+t.test('messages sent in one turn leave as one frame, in order', async (t) => {
+  const { dialer, acceptor } = await pair(t, ['secret', 'secret']);
+  const link = dialer.up[0] as Link;
+  let writes = 0;
+  const write = link.socket.write.bind(link.socket);
+  link.socket.write = ((chunk: Buffer) => {
+    writes++;
+    return write(chunk);
+  }) as typeof link.socket.write;
+  for (let i = 0; i < 100; i++) link.send([0, i]);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(writes, 1, 'one write for 100 messages');
+  t.same(acceptor.messages.map((m) => m[1]), Array.from({ length: 100 }, (_, i) => i));
+});
+
+t.test('the route table: filter routes per node, shared groups, purge and full replace', async (t) => {
+  const r = new RouteTable();
+  r.add('n2', 'a/+', '');
+  r.add('n3', 'a/+', '');
+  r.add('n2', 'a/+', ''); // again: no double entry
+  r.add('n3', 'jobs/#', 'g');
+  const hits: string[] = [];
+  r.filters.match('a/b', hits, (h, node) => h.push(node));
+  t.same(hits.sort(), ['n2', 'n3']);
+  t.same(r.groups.get('jobs/#', 'g')?.nodes, ['n3']);
+  t.equal(r.purge('n3'), 2);
+  t.equal(r.groups.get('jobs/#', 'g'), undefined, 'a group with no node left is gone');
+  r.replace('n2', [['x/y', ''], ['z', 'h']]);
+  t.same(r.routesOf('n2').sort(), [['x/y', ''], ['z', 'h']]);
+  t.same(r.nodes(), ['n2']);
+  r.remove('n2', 'x/y', '');
+  r.remove('n2', 'z', 'h');
+  t.same(r.nodes(), []);
+});
+
+t.test('node addresses: the conventional port, an explicit one, IPv6', async (t) => {
+  t.same(parseNodeAddress('tidemq2@10.0.0.5'), { name: 'tidemq2@10.0.0.5', host: '10.0.0.5', port: 4372 });
+  t.same(parseNodeAddress('emqx@s1.example.com'), { name: 'emqx@s1.example.com', host: 's1.example.com', port: 4370 });
+  t.same(parseNodeAddress('n1@127.0.0.1:45000'), { name: 'n1@127.0.0.1', host: '127.0.0.1', port: 45000 });
+  t.same(parseNodeAddress('n3@[::1]:45000'), { name: 'n3@[::1]', host: '::1', port: 45000 });
+  t.throws(() => parseNodeAddress('nohost'), /invalid node/);
+});
