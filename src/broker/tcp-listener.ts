@@ -16,7 +16,12 @@ export interface ListenerStats {
   maxConnections: number;
   /** Refused for a missing, bad or late PROXY header, or (WebSocket) a bad upgrade request. */
   refused: number;
+  /** Accepts that failed for want of a file descriptor (EMFILE, ENFILE). */
+  emfile: number;
 }
+
+/** Out-of-descriptor accept failures are logged at most once per this interval. */
+export const EMFILE_LOG_INTERVAL_MS = 10_000;
 
 /**
  * A listener's accept limits: the node-wide max_connections, this listener's own cap (0: none)
@@ -25,8 +30,10 @@ export interface ListenerStats {
  * moving.
  */
 export class ListenerGate {
-  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0 };
+  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0 };
   private readonly bucket: TokenBucket | null;
+  private emfileLoggedAt = -Infinity;
+  private emfileUnlogged = 0;
 
   constructor(
     readonly name: ListenerName,
@@ -57,6 +64,28 @@ export class ListenerGate {
 
   release(): void {
     this.stats.live--;
+  }
+
+  /**
+   * An error of the listening socket. Out of file descriptors, every pending connection fails its
+   * accept (libuv closes it and the server keeps listening): counted, and logged once per interval
+   * with how many failed since the last line, so a flood of them cannot flood the log.
+   */
+  serverError(err: NodeJS.ErrnoException): void {
+    if (err.code !== 'EMFILE' && err.code !== 'ENFILE') {
+      this.broker.log.error({ err, listener: this.name }, 'MQTT listener error');
+      return;
+    }
+    this.stats.emfile++;
+    this.emfileUnlogged++;
+    const now = Date.now();
+    if (now - this.emfileLoggedAt < EMFILE_LOG_INTERVAL_MS) return;
+    this.emfileLoggedAt = now;
+    this.broker.log.error(
+      { listener: this.name, code: err.code, failed: this.emfileUnlogged, next_log_in_s: EMFILE_LOG_INTERVAL_MS / 1000 },
+      'out of file descriptors: connections closed at accept (raise the open-file limit or lower max_connections)',
+    );
+    this.emfileUnlogged = 0;
   }
 
   /** A connection refused after admission (bad PROXY header, bad upgrade): counted and logged. */
@@ -157,7 +186,7 @@ export async function listenStream(broker: Broker, gate: ListenerGate, host: str
     if (proxy) awaitProxyHeader(socket as GatedSocket, broker, handoff);
     else handoff(socket, undefined, undefined);
   });
-  server.on('error', (err) => broker.log.error({ err, listener: gate.name }, 'MQTT listener error'));
+  server.on('error', (err) => gate.serverError(err));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port, backlog: 4096 }, () => {

@@ -109,6 +109,9 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private seq = 0;
   /** QoS 0 forwards dropped because a peer's link was over its backlog bound. */
   forwardsDropped = 0;
+  /** Publishes forwarded to peers (one per peer node), and received from them. */
+  forwardsSent = 0;
+  forwardsReceived = 0;
 
   constructor(
     readonly broker: Broker,
@@ -136,6 +139,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
       server.once('error', reject);
       server.listen(this.config.cluster.port, host, () => resolve());
     });
+    // Accept errors (EMFILE) are logged; without a listener they would crash the node.
+    server.on('error', (err) => this.log.error({ err }, 'cluster listener error'));
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
     this.ticker = setInterval(() => this.tick(Date.now()), TICK_MS);
@@ -751,12 +756,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
         sent++;
       }
       this.targets.clear();
+      this.forwardsSent += sent;
     }
     this.decided.length = 0;
     return sent;
   }
 
   private onForward(peer: string, m: LinkMessage): void {
+    this.forwardsReceived++;
     const message: Message = {
       topic: m[1] as string,
       payload: m[2] as Buffer,

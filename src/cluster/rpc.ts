@@ -1,5 +1,6 @@
 // Request/response over cluster links: method name -> handler, every call bounded by a timeout
 // (cluster.rpc_timeout). Takeover, and later eviction and rebalance, are built on it.
+import { LatencyHistogram } from '../metrics/latency.js';
 import type { Link } from './link.js';
 import { Msg } from './messages.js';
 
@@ -17,9 +18,23 @@ export class RpcError extends Error {
   }
 }
 
+/** One method's calls made by this node (metrics): latency of the answered ones, and outcomes. */
+export class RpcMethodStats {
+  readonly latency = new LatencyHistogram();
+  ok = 0;
+  /** Answered with an error by the peer's handler. */
+  error = 0;
+  timeout = 0;
+  /** No answer: the peer was not connected or went down, or the cluster stopped. */
+  down = 0;
+}
+
 interface PendingCall {
   method: string;
   node: string;
+  stats: RpcMethodStats;
+  /** performance.now() when sent. */
+  start: number;
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -29,6 +44,8 @@ export class Rpc {
   private readonly handlers = new Map<string, RpcHandler>();
   private readonly pending = new Map<number, PendingCall>();
   private nextId = 0;
+  /** By method name: bounded, the names are the handlers' constants. */
+  readonly stats = new Map<string, RpcMethodStats>();
 
   constructor(readonly timeoutMs: number) {}
 
@@ -38,16 +55,28 @@ export class Rpc {
 
   call(link: Link, method: string, args: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
     const node = link.peer;
-    if (!link.up) return Promise.reject(new RpcError(method, node, 'node is not connected'));
+    const stats = this.statsOf(method);
+    if (!link.up) {
+      stats.down++;
+      return Promise.reject(new RpcError(method, node, 'node is not connected'));
+    }
     const id = ++this.nextId;
+    const start = performance.now();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        stats.timeout++;
         reject(new RpcError(method, node, `timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { method, node, resolve, reject, timer });
+      this.pending.set(id, { method, node, stats, start, resolve, reject, timer });
       link.send([Msg.Call, id, method, args]);
     });
+  }
+
+  private statsOf(method: string): RpcMethodStats {
+    let stats = this.stats.get(method);
+    if (stats === undefined) this.stats.set(method, (stats = new RpcMethodStats()));
+    return stats;
   }
 
   /** A call from a peer: runs the handler and replies, also with an error. */
@@ -70,8 +99,14 @@ export class Rpc {
     if (call === undefined) return; // timed out already
     this.pending.delete(id as number);
     clearTimeout(call.timer);
-    if (ok === true) call.resolve(value);
-    else call.reject(new RpcError(call.method, call.node, String(value)));
+    call.stats.latency.observe((performance.now() - call.start) / 1000);
+    if (ok === true) {
+      call.stats.ok++;
+      call.resolve(value);
+    } else {
+      call.stats.error++;
+      call.reject(new RpcError(call.method, call.node, String(value)));
+    }
   }
 
   /** The node's link went down: its outstanding calls fail now rather than at their timeout. */
@@ -80,6 +115,7 @@ export class Rpc {
       if (call.node !== node) continue;
       this.pending.delete(id);
       clearTimeout(call.timer);
+      call.stats.down++;
       call.reject(new RpcError(call.method, node, 'node went down'));
     }
   }
@@ -88,6 +124,7 @@ export class Rpc {
   close(): void {
     for (const call of this.pending.values()) {
       clearTimeout(call.timer);
+      call.stats.down++;
       call.reject(new RpcError(call.method, call.node, 'cluster stopped'));
     }
     this.pending.clear();

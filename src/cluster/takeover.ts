@@ -78,6 +78,9 @@ export function exportParts(session: Session, epoch: number): SessionPart[] {
 export class Takeover {
   private readonly handing = new Map<string, Handing>();
   private nextId = 0;
+  /** Sessions moved here from another node, and moved from here to another (metrics). */
+  migratedIn = 0;
+  migratedOut = 0;
 
   constructor(private readonly host: TakeoverHost) {
     host.rpc.handle('takeover.begin', (args) => this.begin(args as { clientId: string; id: string }));
@@ -153,7 +156,7 @@ export class Takeover {
         session.deliver(message, w[9], w[10], w[11], broker.limits, broker.stats);
       }
       session.handover = null;
-      broker.stats.sessionsTakenOver++;
+      this.migratedIn++;
       return;
     }
   }
@@ -233,6 +236,7 @@ export class Takeover {
   private settle(clientId: string, h: Handing, moved: boolean): void {
     this.handing.delete(clientId);
     clearTimeout(h.timer);
+    if (moved) this.migratedOut++;
     this.host.broker.endHandOver(h.session, moved, Date.now());
     h.finish();
   }

@@ -3,14 +3,16 @@
 // callbacks, so updating a metric on the hot path is a number increment and nothing else.
 // Low cardinality by rule: labels are listeners, packet types, reason codes and states, never
 // clients or topics.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import type { ListenerStats } from '../broker/tcp-listener.js';
+import type { Cluster } from '../cluster/cluster.js';
 import { PacketType } from '../mqtt/packets.js';
 import { reasonName } from '../mqtt/reason-codes.js';
 import { EVACUATION_STATES } from '../rebalance/evacuation.js';
 import type { NodeRebalance } from '../rebalance/service.js';
 import { countBroker, type BrokerCounts } from './counts.js';
+import { LATENCY_BUCKETS, type LatencyHistogram } from './latency.js';
 
 /** Prefix of every metric name, prom-client's default process and Node.js metrics included. */
 export const METRIC_PREFIX = 'tidemq_';
@@ -22,7 +24,7 @@ export interface MetricsSources {
   readonly broker: Broker;
   /** Running listeners and their accept counters (label `listener`). */
   readonly listeners: ReadonlyArray<{ readonly name: string; readonly stats: ListenerStats }>;
-  /** The eviction agent and evacuation, when the node has them. */
+  /** The eviction agent and evacuation, when the node has them, and through it the cluster. */
   readonly rebalance?: NodeRebalance;
 }
 
@@ -35,6 +37,7 @@ const ACCEPT_OUTCOMES: ReadonlyArray<readonly [string, (s: ListenerStats) => num
   ['rate_limited', (s) => s.rateLimited],
   ['max_connections', (s) => s.maxConnections],
   ['refused', (s) => s.refused],
+  ['emfile', (s) => s.emfile],
 ];
 
 type Emit = (labels: Record<string, string>, value: number) => void;
@@ -72,6 +75,9 @@ export class Metrics {
       // Refused at CONNECT by the eviction agent, whichever listener accepted the socket.
       if (src.rebalance !== undefined) emit({ listener: 'all', outcome: 'refused_evacuating' }, src.rebalance.agent.refusedConnects);
     });
+    this.gauge('tidemq_listener_connections', 'Open connections by listener, TLS/WebSocket handshakes and PROXY headers in progress included', ['listener'], (emit) => {
+      for (const l of src.listeners) emit({ listener: l.name }, l.stats.live);
+    });
     this.counter('tidemq_connect_timeouts_total', 'Connections closed for sending no CONNECT (or getting no auth verdict) in time', () => stats.connectTimeouts);
     this.counter('tidemq_connacks_total', 'CONNACKs sent, by reason (success, or why the CONNECT was refused)', ['reason'], (emit) => {
       emit({ reason: reasonName(0) }, stats.connectionsAccepted);
@@ -99,6 +105,38 @@ export class Metrics {
     this.counter('tidemq_sessions_expired_total', 'Disconnected sessions that expired', () => stats.sessionsExpired);
     this.counter('tidemq_wills_published_total', 'Will messages published', () => stats.willsPublished);
     if (src.rebalance !== undefined) this.rebalanceMetrics(src.rebalance);
+    const cluster = src.rebalance?.cluster;
+    if (cluster != null) this.clusterMetrics(cluster);
+  }
+
+  /** Members, forwarding, session migration and inter-node RPCs (SPEC 10). */
+  private clusterMetrics(cluster: Cluster): void {
+    this.gauge('tidemq_cluster_members', 'Cluster members as this node sees them: up (this node included) or down', ['state'], (emit) => {
+      const status = cluster.status();
+      emit({ state: 'up' }, status.running.length);
+      emit({ state: 'down' }, status.stopped.length);
+    });
+    this.counter('tidemq_messages_forwarded_total', 'Messages forwarded between nodes: out (one per peer node with a matching route) or in', ['direction'], (emit) => {
+      emit({ direction: 'out' }, cluster.forwardsSent);
+      emit({ direction: 'in' }, cluster.forwardsReceived);
+    });
+    this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over its backlog bound', () => cluster.forwardsDropped);
+    this.counter('tidemq_sessions_migrated_total', 'Sessions moved between nodes by takeover (client reconnects, evictions): in to this node or out of it', ['direction'], (emit) => {
+      emit({ direction: 'in' }, cluster.takeover.migratedIn);
+      emit({ direction: 'out' }, cluster.takeover.migratedOut);
+    });
+    const rpc = cluster.rpc.stats;
+    this.counter('tidemq_cluster_rpc_calls_total', 'Inter-node RPCs this node made, by method and outcome (ok, error from the peer, timeout, down: no answer from a node gone)', ['method', 'outcome'], (emit) => {
+      for (const [method, s] of rpc) {
+        emit({ method, outcome: 'ok' }, s.ok);
+        emit({ method, outcome: 'error' }, s.error);
+        emit({ method, outcome: 'timeout' }, s.timeout);
+        emit({ method, outcome: 'down' }, s.down);
+      }
+    });
+    new LatencyFamily('tidemq_cluster_rpc_duration_seconds', 'Round trip of the inter-node RPCs this node made that got an answer, by method', 'method', this.registry, function* () {
+      for (const [method, s] of rpc) yield [method, s.latency];
+    });
   }
 
   /** Eviction agent and evacuation (SPEC 10): states as labelled 0/1 gauges, eviction counters. */
@@ -111,8 +149,12 @@ export class Metrics {
       const current = rebalance.evacuation.state;
       for (const state of EVACUATION_STATES) emit({ state }, state === current ? 1 : 0);
     });
-    this.counter('tidemq_connections_evicted_total', 'Connections evicted by the eviction agent (5.0 DISCONNECT 0x9C, 3.x close)', () => agent.connectionsEvicted);
-    this.counter('tidemq_sessions_evicted_total', 'Disconnected sessions moved to another node by the eviction agent', () => agent.sessionsEvicted);
+    this.counter('tidemq_connections_evicted_total', 'Connections evicted by the eviction agent (5.0 DISCONNECT 0x9C, 3.x close), by kind (evacuation or rebalance)', ['kind'], (emit) => {
+      for (const kind of ['evacuation', 'rebalance'] as const) emit({ kind }, agent.evicted[kind].connections);
+    });
+    this.counter('tidemq_sessions_evicted_total', 'Disconnected sessions moved to another node by the eviction agent, by kind (evacuation or rebalance)', ['kind'], (emit) => {
+      for (const kind of ['evacuation', 'rebalance'] as const) emit({ kind }, agent.evicted[kind].sessions);
+    });
     this.counter('tidemq_session_evictions_failed_total', 'Session moves to another node that failed (the session stayed here)', () => agent.sessionMovesFailed);
   }
 
@@ -170,6 +212,45 @@ export class Metrics {
         else readAll?.((labels, value) => this.inc(labels, value));
       },
     });
+  }
+}
+
+/** One value of a metric as prom-client's registry formats it. */
+interface MetricLine {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+/**
+ * A Prometheus histogram over LatencyHistograms kept elsewhere (fixed buckets, plain numbers), one
+ * per value of `label`: prom-client cannot load bucket counts, so the registry's read is replaced.
+ */
+class LatencyFamily extends Histogram<string> {
+  constructor(
+    private readonly metricName: string,
+    private readonly helpText: string,
+    private readonly label: string,
+    registry: Registry,
+    private readonly read: () => Iterable<[string, LatencyHistogram]>,
+  ) {
+    super({ name: metricName, help: helpText, labelNames: [label], buckets: [...LATENCY_BUCKETS], registers: [registry] });
+  }
+
+  /** What Registry.metrics() reads of a histogram (prom-client 15). */
+  async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: MetricLine[] }> {
+    const values: MetricLine[] = [];
+    const bucket = `${this.metricName}_bucket`;
+    for (const [key, h] of this.read()) {
+      let cumulative = 0;
+      for (let i = 0; i <= LATENCY_BUCKETS.length; i++) {
+        cumulative += h.counts[i] as number;
+        values.push({ metricName: bucket, labels: { [this.label]: key, le: LATENCY_BUCKETS[i] ?? '+Inf' }, value: cumulative });
+      }
+      values.push({ metricName: `${this.metricName}_sum`, labels: { [this.label]: key }, value: h.sum });
+      values.push({ metricName: `${this.metricName}_count`, labels: { [this.label]: key }, value: h.count });
+    }
+    return { name: this.metricName, help: this.helpText, type: 'histogram', aggregator: 'sum', values };
   }
 }
 

@@ -50,7 +50,7 @@ export class NodeRebalance implements SessionMover {
   constructor(
     private readonly broker: Broker,
     private readonly store: SessionStore | null,
-    private readonly cluster: Cluster | null,
+    readonly cluster: Cluster | null,
     private readonly log: Logger,
     clock: Clock = realClock,
   ) {

@@ -69,7 +69,7 @@ t.test('metricNames reads PromQL', async (t) => {
 t.test('the dashboards use only exported metrics', async (t) => {
   const config = defaultConfig();
   const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), pino({ level: 'silent' }));
-  const metrics = new Metrics({ nodeName: config.node.name, version: 'test', broker, listeners: [{ name: 'tcp', stats: { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0 } }] });
+  const metrics = new Metrics({ nodeName: config.node.name, version: 'test', broker, listeners: [{ name: 'tcp', stats: { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0 } }] });
   const families = parsePrometheus(await metrics.text());
   const exported = new Set<string>();
   for (const [name, f] of families) {
