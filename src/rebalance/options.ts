@@ -132,25 +132,88 @@ function toEvacuation(values: Values): EvacuationOptions {
 }
 
 /**
- * The body of `POST /load_rebalance/:node/evacuation/start`. Errors (SPEC 8): `Unknown evacuation
- * param: <name>`, `invalid <field> value`, `invalid string in server_reference`.
+ * A start's named values, each converted by `convert` (from JSON, or from text). Errors (SPEC 8):
+ * `Unknown <kind> param: <name>`, `invalid <field> value`, `invalid string in server_reference`.
  */
-export function evacuationFromJson(body: unknown): EvacuationOptions {
-  if (body === undefined || body === null) return EVACUATION_DEFAULTS;
-  if (typeof body !== 'object' || Array.isArray(body)) throw new RebalanceError('invalid_param', 'request body must be a JSON object');
-  const known = new Map(fields('evacuation').map((x) => [x.name, x]));
+function collect<V>(kind: StartKind, entries: Iterable<[string, V]>, convert: (kind: ValueKind, v: V) => number | string | string[] | undefined): Values {
+  const known = new Map(fields(kind).map((x) => [x.name, x]));
   const values: Values = new Map();
-  for (const [name, v] of Object.entries(body)) {
+  for (const [name, v] of entries) {
     const field = known.get(name);
-    if (field === undefined) throw new RebalanceError('invalid_param', `Unknown evacuation param: ${name}`);
-    const value = fromJson(field.kind, v);
+    if (field === undefined) throw new RebalanceError('invalid_param', `Unknown ${kind} param: ${name}`);
+    const value = convert(field.kind, v);
     if (name === 'redirect_to' && (value === undefined || !validServerReference(value as string))) {
       throw new RebalanceError('invalid_param', 'invalid string in server_reference');
     }
     if (value === undefined) throw invalid(name);
     values.set(name, value);
   }
-  return toEvacuation(values);
+  return values;
+}
+
+function jsonEntries(body: unknown): Array<[string, unknown]> {
+  if (body === undefined || body === null) return [];
+  if (typeof body !== 'object' || Array.isArray(body)) throw new RebalanceError('invalid_param', 'request body must be a JSON object');
+  return Object.entries(body);
+}
+
+/** The body of `POST /load_rebalance/:node/evacuation/start`. */
+export function evacuationFromJson(body: unknown): EvacuationOptions {
+  return toEvacuation(collect('evacuation', jsonEntries(body), fromJson));
+}
+
+export interface RebalanceOptions {
+  /** Participants; undefined: every running node. */
+  readonly nodes: readonly string[] | undefined;
+  readonly connEvictRate: number;
+  readonly sessEvictRate: number;
+  /** Seconds. */
+  readonly waitTakeover: number;
+  /** Seconds donors report 503 while still accepting, for load balancers to notice. */
+  readonly waitHealthCheck: number;
+  readonly absConnThreshold: number;
+  /** > 1.0 */
+  readonly relConnThreshold: number;
+  readonly absSessThreshold: number;
+  readonly relSessThreshold: number;
+}
+
+export const REBALANCE_DEFAULTS: RebalanceOptions = {
+  nodes: undefined,
+  connEvictRate: 500,
+  sessEvictRate: 500,
+  waitTakeover: 60,
+  waitHealthCheck: 60,
+  absConnThreshold: 1000,
+  relConnThreshold: 1.1,
+  absSessThreshold: 1000,
+  relSessThreshold: 1.1,
+};
+
+function toRebalance(values: Values): RebalanceOptions {
+  const num = (k: string, d: number): number => (values.get(k) as number | undefined) ?? d;
+  const d = REBALANCE_DEFAULTS;
+  return {
+    nodes: values.get('nodes') as string[] | undefined,
+    connEvictRate: num('conn_evict_rate', d.connEvictRate),
+    sessEvictRate: num('sess_evict_rate', d.sessEvictRate),
+    waitTakeover: num('wait_takeover', d.waitTakeover),
+    waitHealthCheck: num('wait_health_check', d.waitHealthCheck),
+    absConnThreshold: num('abs_conn_threshold', d.absConnThreshold),
+    relConnThreshold: num('rel_conn_threshold', d.relConnThreshold),
+    absSessThreshold: num('abs_sess_threshold', d.absSessThreshold),
+    relSessThreshold: num('rel_sess_threshold', d.relSessThreshold),
+  };
+}
+
+/** The body of `POST /load_rebalance/:node/start`. Errors as evacuationFromJson, `Unknown rebalance param: <name>`. */
+export function rebalanceFromJson(body: unknown): RebalanceOptions {
+  return toRebalance(collect('rebalance', jsonEntries(body), fromJson));
+}
+
+/** The query of `GET /load_rebalance/plan` (the start body's names, values as text). */
+export function rebalanceFromQuery(query: Iterable<[string, string]>): RebalanceOptions {
+  return toRebalance(collect('rebalance', query, fromFlag));
 }
 
 /** The JSON body the CLI sends for validated flags (only those given; the node applies defaults). */
@@ -182,21 +245,22 @@ export function parseStartFlags(evacuation: boolean, flags: ReadonlyMap<string, 
 }
 
 /**
- * Checks a `migrate_to` list against the nodes that can take sessions now. Errors (SPEC 8):
- * `no available nodes list in migrate_to: [...]` (empty), `unavailable nodes in migrate_to: [...]`.
+ * Checks a node list option (`migrate_to`, `nodes`) against the nodes available now. Errors (SPEC 8):
+ * `no available nodes list in <key>: [...]` (empty), `unavailable nodes in <key>: [...]`.
  */
-export function checkMigrateTo(nodes: readonly string[], available: readonly string[]): void {
-  if (nodes.length === 0) throw new RebalanceError('invalid_param', `no available nodes list in migrate_to: ${formatNodes(nodes)}`);
+export function checkMigrateTo(nodes: readonly string[], available: readonly string[], key = 'migrate_to'): void {
+  if (nodes.length === 0) throw new RebalanceError('invalid_param', `no available nodes list in ${key}: ${formatNodes(nodes)}`);
   const unavailable = nodes.filter((n) => !available.includes(n));
-  if (unavailable.length > 0) throw new RebalanceError('invalid_param', `unavailable nodes in migrate_to: ${formatNodes(unavailable)}`);
+  if (unavailable.length > 0) throw new RebalanceError('invalid_param', `unavailable nodes in ${key}: ${formatNodes(unavailable)}`);
 }
 
-/** The CLI's wording of an API validation message about migrate_to (SPEC 9). */
+/** The CLI's wording of an API validation message about a node list or a value (SPEC 9). */
 export function cliMessage(apiMessage: string): string {
-  const m = /^unavailable nodes in migrate_to: (.*)$/.exec(apiMessage);
-  if (m !== null) return `invalid --migrate-to, unavailable nodes: ${m[1] as string}`;
+  const m = /^unavailable nodes in ([a-z_]+): (.*)$/.exec(apiMessage);
+  if (m !== null) return `invalid ${flagOf(m[1] as string)}, unavailable nodes: ${m[2] as string}`;
   const field = /^invalid ([a-z_]+) value$/.exec(apiMessage);
   if (field !== null) return `invalid ${flagOf(field[1] as string)} value`;
-  if (apiMessage.startsWith('no available nodes list in migrate_to')) return 'invalid --migrate-to, no nodes';
+  const none = /^no available nodes list in ([a-z_]+)/.exec(apiMessage);
+  if (none !== null) return `invalid ${flagOf(none[1] as string)}, no nodes`;
   return apiMessage;
 }
