@@ -4,7 +4,7 @@
 // replicated retained messages, the client registry, RPCs and takeover. It is the broker's
 // ClusterBridge; everything it sends to one peer in one event-loop turn leaves as one frame.
 import { randomUUID } from 'node:crypto';
-import { resolve4 } from 'node:dns/promises';
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -34,6 +34,8 @@ const DIAL_MIN_MS = 250;
 const DIAL_MAX_MS = 5000;
 /** DNS discovery looks the name up this often. */
 const DNS_EVERY_MS = 5000;
+/** A static seed that is not a member is dialed at most this often. */
+const SEED_EVERY_MS = 1000;
 /** Removal tombstones are kept this long at least, so stale gossip cannot bring a node back. */
 const TOMBSTONE_MIN_MS = 3_600_000;
 /** How long `join` waits for the link to the seed. */
@@ -99,6 +101,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private server: Server | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private nextDns = 0;
+  private nextSeeds = 0;
   private persistScheduled = false;
   /** The member list write in progress: writes of the file are serialized. */
   private saving: Promise<void> = Promise.resolve();
@@ -587,7 +590,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** Static seeds and DNS names are dialed while no member is known under their name/address. */
   private discover(now: number): void {
     const c = this.config.cluster;
-    if (c.discovery === 'static') {
+    if (c.discovery === 'static' && now >= this.nextSeeds) {
+      this.nextSeeds = now + SEED_EVERY_MS;
       for (const seed of c.seeds) {
         let address;
         try {
@@ -601,10 +605,11 @@ export class Cluster implements ClusterBridge, LinkHandler {
       }
     } else if (c.discovery === 'dns' && now >= this.nextDns) {
       this.nextDns = now + DNS_EVERY_MS;
-      resolve4(c.dns_name).then(
-        (ips) => {
+      // The system resolver: the name's A records (and /etc/hosts, as containers often use).
+      lookup(c.dns_name, { all: true, family: 4 }).then(
+        (found) => {
           const own = parseNodeAddress(this.node).host;
-          for (const ip of ips) {
+          for (const { address: ip } of found) {
             if (ip === own) continue;
             if ([...this.members.values()].some((m) => m.host === ip && (m.link !== null || m.dialing !== null))) continue;
             if ([...this.loose].some((l) => l.dialed && l.intent === `dns:${ip}`)) continue;

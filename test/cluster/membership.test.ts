@@ -101,3 +101,16 @@ t.test('a wrong cluster cookie: the link is refused and logged, nothing joins', 
   t.notMatch(n1.output() + n2.output(), /cluster node up/, 'no link came up');
   t.notMatch(n1.output() + n2.output(), /wrong-secret|right-secret/, 'the secret is not logged');
 });
+
+t.test('dns discovery: a node finds its peer through the A records of a name', async (t) => {
+  // Two loopback addresses share one cluster port, as hosts behind one DNS name would.
+  const clusterPort = await freePort();
+  const n1 = await startNode(t, { name: `dns${process.pid}a@127.0.0.1`, clusterPort });
+  const n2 = await startNode(t, {
+    name: `dns${process.pid}b@127.0.0.2`,
+    clusterPort,
+    env: { TIDEMQ_CLUSTER__DISCOVERY: 'dns', TIDEMQ_CLUSTER__DNS_NAME: 'localhost' },
+  });
+  await waitFor('the two nodes to find each other', async () => (await running(n1)).length === 2 && (await running(n2)).length === 2, 10_000);
+  t.same((await running(n2)).sort(), [n1.name, n2.name].sort());
+});
