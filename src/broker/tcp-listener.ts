@@ -67,9 +67,10 @@ export class ListenerGate {
   }
 
   /**
-   * An error of the listening socket. Out of file descriptors, every pending connection fails its
-   * accept (libuv closes it and the server keeps listening): counted, and logged once per interval
-   * with how many failed since the last line, so a flood of them cannot flood the log.
+   * An error of the listening socket; the server keeps listening. Out of file descriptors, libuv
+   * mostly closes the pending connections itself through a reserved descriptor and tells no one
+   * (the open-fds vs max-fds gauges show that state); an EMFILE/ENFILE that does reach us is
+   * counted, and logged once per interval with how many failed since the last line.
    */
   serverError(err: NodeJS.ErrnoException): void {
     if (err.code !== 'EMFILE' && err.code !== 'ENFILE') {
