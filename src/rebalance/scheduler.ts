@@ -6,8 +6,13 @@
 import { TokenBucket } from '../broker/token-bucket.js';
 import type { Clock } from './clock.js';
 
-/** Tokens the bucket may hold beyond one: this many ms of the rate (the largest burst released). */
-export const SLACK_MS = 10;
+/**
+ * Tokens the bucket may hold beyond one: this many ms of the rate (the largest burst released).
+ * A node busy with the takeovers its own evictions cause lags tens of ms; 100 ms of slack keeps
+ * the rate through that (10 ms lost a quarter of it behind HAProxy), and is still a tenth of a
+ * second's worth, never `rate` at once.
+ */
+export const SLACK_MS = 100;
 
 /** Bucket capacity for a rate: one token, plus SLACK_MS worth of the rate. */
 export function burstFor(rate: number): number {
