@@ -70,7 +70,7 @@ t.test('validation errors: v4 envelope, v5 status codes, CLI lines', async (t) =
 });
 
 t.test('evacuate node 1 from node 2 (API), status shapes, refusal, global status, stop', async (t) => {
-  const clients = [];
+  const clients: mqtt.MqttClient[] = [];
   for (let i = 0; i < 4; i++) {
     clients.push(await mqtt.connectAsync(`mqtt://127.0.0.1:${n1.mqttPort}`, { clientId: `api-${i}`, protocolVersion: 5, properties: { sessionExpiryInterval: 600 }, clean: false, reconnectPeriod: 0 }));
   }
