@@ -1,5 +1,5 @@
-// The /load_rebalance endpoints of evacuation (SPEC 8): node and global status, evacuation start
-// and stop on any member. Handlers call the node's NodeRebalance; its errors map here, once, to
+// The /load_rebalance endpoints (SPEC 8): node and global status, evacuation and rebalance start
+// and stop on any member, and the read-only rebalance plan (a tidemq extension). Handlers call the node's NodeRebalance; its errors map here, once, to
 // API error kinds. The availability check itself is in broker-routes (the agent is its switch).
 import { RebalanceError } from '../rebalance/errors.js';
 import type { NodeRebalance } from '../rebalance/service.js';
@@ -64,6 +64,28 @@ export function rebalanceRoutes(ctx: AdminContext): Route[] {
         await api(() => r.stopEvacuation(req.params.node as string));
         return started(req);
       },
+    },
+    {
+      method: 'POST',
+      path: '/load_rebalance/:node/start',
+      handler: async (req) => {
+        await api(() => r.startRebalance(req.params.node as string, req.body));
+        return started(req);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/load_rebalance/:node/stop',
+      handler: async (req) => {
+        await api(() => r.stopRebalance(req.params.node as string));
+        return started(req);
+      },
+    },
+    {
+      // tidemq extension: what `start` with these options (the body's names as query parameters) would do.
+      method: 'GET',
+      path: '/load_rebalance/plan',
+      handler: async (req) => raw(await api(() => r.plan(req.query))),
     },
   ];
 }

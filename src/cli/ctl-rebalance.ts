@@ -1,10 +1,11 @@
 // `tidemq ctl rebalance start [--evacuation] [...] | node-status [node] | status | stop` with
-// EMQX's lines (SPEC 9). Flags are validated here with the CLI's wording, then sent to the node's
+// EMQX's lines (SPEC 9), and `plan [...]`: a rebalance's preview, starting nothing. Flags are validated here with the CLI's wording, then sent to the node's
 // /load_rebalance API; its validation errors come back in the CLI's wording too.
 import type { Argv } from 'yargs';
 import { RebalanceError } from '../rebalance/errors.js';
-import { cliMessage, parseStartFlags, START_FLAGS } from '../rebalance/options.js';
-import { formatGlobalStatus, formatNodeStatus } from '../rebalance/status-format.js';
+import { cliMessage, parseStartFlags, START_FLAGS, type ParsedStart } from '../rebalance/options.js';
+import type { PlanPreview } from '../rebalance/plan.js';
+import { formatFloat, formatGlobalStatus, formatNodeStatus, formatPlan } from '../rebalance/status-format.js';
 import { CtlError, CtlReported, type CtlContext, type CtlFamily } from './ctl.js';
 
 /** --watch redraws this often, for at most WATCH_MAX_MS. */
@@ -37,21 +38,43 @@ async function orReport<T>(ctx: CtlContext, prefix: string, f: () => Promise<T>)
   }
 }
 
-/** One progress line of an evacuation: what is left, the rate measured since the last sample, an ETA. */
+/** States in which sessions, not connections, are what is left. */
+const SESSION_STATES = new Set(['waiting_takeover', 'evicting_sessions', 'wait_takeover']);
+
+/**
+ * One progress line of an evacuation, a rebalance donor or a rebalance coordinator: what is left
+ * (for a rebalance: above the recipients' average), the rate measured since the last sample, an ETA.
+ */
 class Progress {
   private last: { at: number; left: number; state: unknown } | undefined;
 
   line(label: string, s: Status, now: number): string {
+    const sessionPhase = SESSION_STATES.has(String(s.state));
+    const above = (v: unknown, goal: unknown): number => Math.max(0, Number(v) - Number(goal));
+    if (Array.isArray(s.donors)) {
+      const n = s.donors.length;
+      const left = Math.round(sessionPhase ? above(s.donor_sess_avg, s.disconnected_session_goal) * n : above(s.donor_conn_avg, s.connection_goal) * n);
+      return (
+        `${label}rebalance ${String(s.state)}: donor average ${formatFloat(s.donor_conn_avg)} connections, ` +
+        `recipient average ${formatFloat(s.connection_goal)}, ${this.pace(left, s.state, now)}`
+      );
+    }
     const stats = (s.stats ?? {}) as Record<string, number>;
     const conns = stats.current_connected ?? 0;
-    const sessions = stats.current_sessions ?? 0;
-    const left = s.state === 'evicting_sessions' || s.state === 'waiting_takeover' ? sessions : conns;
+    const donor = s.process === 'rebalance';
+    const sessions = (donor ? stats.current_disconnected_sessions : stats.current_sessions) ?? 0;
+    const left = Math.round(sessionPhase ? (donor ? above(sessions, s.disconnected_session_goal) : sessions) : donor ? above(conns, s.connection_goal) : conns);
+    return `${label}${String(s.state)}: connections left ${conns}, sessions left ${sessions}, ${this.pace(left, s.state, now)}`;
+  }
+
+  /** The rate `left` went down at since the last sample in the same state, and the ETA at that rate. */
+  private pace(left: number, state: unknown, now: number): string {
     let rate = 0;
     const prev = this.last;
-    if (prev !== undefined && prev.state === s.state && now > prev.at) rate = ((prev.left - left) * 1000) / (now - prev.at);
-    this.last = { at: now, left, state: s.state };
+    if (prev !== undefined && prev.state === state && now > prev.at) rate = ((prev.left - left) * 1000) / (now - prev.at);
+    this.last = { at: now, left, state };
     const eta = rate > 0 ? `${Math.ceil(left / rate)} s` : '-';
-    return `${label}${String(s.state)}: connections left ${conns}, sessions left ${sessions}, rate ${rate.toFixed(1)}/s, ETA ${eta}`;
+    return `rate ${rate.toFixed(1)}/s, ETA ${eta}`;
   }
 }
 
@@ -68,6 +91,22 @@ function progressOf(progress: Map<string, Progress>, key: string): Progress {
   let p = progress.get(key);
   if (p === undefined) progress.set(key, (p = new Progress()));
   return p;
+}
+
+/** `rebalance start|plan` flags as validated options; errors printed as `<prefix>: <reason>`. */
+function parsedFlags(ctx: CtlContext, argv: Record<string, unknown>, evacuation: boolean, prefix: string): ParsedStart {
+  const flags = new Map<string, string>();
+  for (const flag of START_FLAGS) {
+    const v = argv[flag.slice(2)];
+    if (v !== undefined) flags.set(flag, Array.isArray(v) ? String(v.at(-1)) : String(v));
+  }
+  const rest = ((argv.args as unknown[] | undefined) ?? []).map(String);
+  try {
+    return parseStartFlags(evacuation, flags, rest);
+  } catch (err) {
+    if (err instanceof RebalanceError) report(ctx, prefix, err.message);
+    throw err;
+  }
 }
 
 const startBuilder = (y: Argv): Argv => {
@@ -94,19 +133,7 @@ export const rebalanceCommands: CtlFamily = {
       read: false,
       builder: startBuilder,
       async run(ctx, argv) {
-        const flags = new Map<string, string>();
-        for (const flag of START_FLAGS) {
-          const v = argv[flag.slice(2)];
-          if (v !== undefined) flags.set(flag, Array.isArray(v) ? String(v.at(-1)) : String(v));
-        }
-        const rest = ((argv.args as unknown[] | undefined) ?? []).map(String);
-        let parsed;
-        try {
-          parsed = parseStartFlags(argv.evacuation === true, flags, rest);
-        } catch (err) {
-          if (err instanceof RebalanceError) report(ctx, 'Rebalance start error', err.message);
-          throw err;
-        }
+        const parsed = parsedFlags(ctx, argv, argv.evacuation === true, 'Rebalance start error');
         const node = encodeURIComponent(await localNode(ctx));
         if (parsed.kind === 'evacuation') {
           await orReport(ctx, 'Rebalance start error', () => ctx.request('POST', `/load_rebalance/${node}/evacuation/start`, parsed.body));
@@ -115,6 +142,22 @@ export const rebalanceCommands: CtlFamily = {
           await orReport(ctx, 'Rebalance start error', () => ctx.request('POST', `/load_rebalance/${node}/start`, parsed.body));
           ctx.print('Rebalance started');
         }
+      },
+    },
+    {
+      command: 'plan [args..]',
+      describe:
+        'what `rebalance start` with these flags would do now, starting nothing: donors, recipients, averages, connections and sessions ' +
+        'to move, an ETA. [--nodes "n@h ..."] [--wait-health-check S] [--conn-evict-rate N] [--abs-conn-threshold N] ...',
+      read: true,
+      builder: startBuilder,
+      async run(ctx, argv) {
+        const { body } = parsedFlags(ctx, argv, false, 'Rebalance plan error');
+        const query = new URLSearchParams(Object.entries(body).map(([k, v]): [string, string] => [k, Array.isArray(v) ? v.join(',') : String(v)]));
+        const path = `/load_rebalance/plan${query.size > 0 ? `?${query.toString()}` : ''}`;
+        const plan = (await orReport(ctx, 'Rebalance plan error', () => ctx.request('GET', path))) as PlanPreview;
+        if (ctx.json) return ctx.printJson(plan);
+        for (const line of formatPlan(plan)) ctx.print(line);
       },
     },
     {
@@ -156,7 +199,10 @@ export const rebalanceCommands: CtlFamily = {
         await watch(ctx, async (progress, now) => {
           const g = await get();
           if (ctx.json) ctx.printJson(g);
-          else for (const e of g.evacuations) ctx.print(progressOf(progress, String(e.node)).line(`${String(e.node)} `, e, now));
+          else {
+            for (const e of g.evacuations) ctx.print(progressOf(progress, String(e.node)).line(`${String(e.node)} `, e, now));
+            for (const r of g.rebalances) ctx.print(progressOf(progress, `rebalance ${String(r.node)}`).line(`${String(r.node)} `, r, now));
+          }
           return g.rebalances.length === 0 && g.evacuations.every((e) => e.state === 'prohibiting');
         });
       },

@@ -9,6 +9,7 @@ import type { ListenerStats } from '../broker/tcp-listener.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { PacketType } from '../mqtt/packets.js';
 import { reasonName } from '../mqtt/reason-codes.js';
+import { REBALANCE_STATES } from '../rebalance/coordinator.js';
 import { EVACUATION_STATES } from '../rebalance/evacuation.js';
 import type { NodeRebalance } from '../rebalance/service.js';
 import { countBroker, type BrokerCounts } from './counts.js';
@@ -154,6 +155,22 @@ export class Metrics {
     });
     this.counter('tidemq_sessions_evicted_total', 'Disconnected sessions moved to another node by the eviction agent, by kind (evacuation or rebalance)', ['kind'], (emit) => {
       for (const kind of ['evacuation', 'rebalance'] as const) emit({ kind }, agent.evicted[kind].sessions);
+    });
+    this.gauge('tidemq_rebalance_state', "Cluster rebalance: 1 for the current state of this node's part in one (role coordinator or donor), 0 for the others", ['role', 'state'], (emit) => {
+      for (const [role, current] of [['coordinator', rebalance.coordinator.state], ['donor', rebalance.donor.state]] as const) {
+        for (const state of REBALANCE_STATES) emit({ role, state }, state === current ? 1 : 0);
+      }
+    });
+    // The coordinator's view (0 while it coordinates none): goals are the recipients' averages.
+    this.gauge('tidemq_rebalance_goal', "Rebalance coordinated here: the recipients' average connections and disconnected sessions (the donors' goals)", ['count'], (emit) => {
+      const s = rebalance.coordinator.status();
+      emit({ count: 'connections' }, s?.connection_goal ?? 0);
+      emit({ count: 'disconnected_sessions' }, s?.disconnected_session_goal ?? 0);
+    });
+    this.gauge('tidemq_rebalance_donor_average', "Rebalance coordinated here: the donors' average connections and disconnected sessions", ['count'], (emit) => {
+      const s = rebalance.coordinator.status();
+      emit({ count: 'connections' }, s?.donor_conn_avg ?? 0);
+      emit({ count: 'disconnected_sessions' }, s?.donor_sess_avg ?? 0);
     });
     this.counter('tidemq_session_evictions_failed_total', 'Session moves to another node that failed (the session stayed here)', () => agent.sessionMovesFailed);
   }

@@ -38,8 +38,11 @@ export class EvictionAgent {
   private sessCursor: Iterator<Session> | null = null;
   private readonly moving = new Set<string>();
   private readonly failures = new Map<string, number>();
-  connectionsEvicted = 0;
-  sessionsEvicted = 0;
+  /** Connections evicted and sessions moved, by the kind enabled at the time (metrics, rebalance progress). */
+  readonly evicted: Record<EvictionKind, { connections: number; sessions: number }> = {
+    evacuation: { connections: 0, sessions: 0 },
+    rebalance: { connections: 0, sessions: 0 },
+  };
   sessionMovesFailed = 0;
 
   constructor(
@@ -96,7 +99,7 @@ export class EvictionAgent {
       conn.disconnect(ReasonCode.UseAnotherServer, true, properties);
       done++;
     }
-    this.connectionsEvicted += done;
+    if (this.current !== null) this.evicted[this.current.kind].connections += done;
     return done;
   }
 
@@ -107,7 +110,8 @@ export class EvictionAgent {
    */
   evictSessions(n: number, nodes: readonly string[]): number {
     const mover = this.mover;
-    if (mover === null || nodes.length === 0) return 0;
+    if (mover === null || nodes.length === 0 || this.current === null) return 0;
+    const counts = this.evicted[this.current.kind];
     const now = Date.now();
     let started = 0;
     while (started < n && this.moving.size < MAX_MOVES_IN_FLIGHT) {
@@ -120,7 +124,7 @@ export class EvictionAgent {
       mover.move(clientId, node).then(
         (moved) => {
           this.moving.delete(clientId);
-          if (moved) this.sessionsEvicted++;
+          if (moved) counts.sessions++;
         },
         (err: unknown) => {
           this.moving.delete(clientId);

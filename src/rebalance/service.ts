@@ -1,26 +1,34 @@
-// A node's rebalance side: its eviction agent, its evacuation, and their cluster face: RPCs for
-// status, evacuation start/stop on another node, and taking over a session another node evicts
-// (the recipient's socketless holder). The management API and node startup use this one object.
+// A node's rebalance side: its eviction agent, its evacuation, its part in cluster rebalances
+// (coordinator, donor, participant), and their cluster face: RPCs for status, evacuation and
+// rebalance start/stop on another node, a coordinator's reads and donor syncs, and taking over a
+// session another node evicts (the recipient's socketless holder). The management API and node
+// startup use this one object.
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { SessionStore } from '../store/store.js';
 import { realClock, type Clock } from './clock.js';
+import { RebalanceCoordinator, type CoordinatorStatus, type Participants } from './coordinator.js';
+import { RebalanceDonor, reportOf, type DonorStatus, type DonorSync, type ParticipantReport } from './donor.js';
 import { RebalanceError } from './errors.js';
 import { Evacuation, type EvacuationStatus } from './evacuation.js';
 import { EvictionAgent, type SessionMover } from './eviction-agent.js';
-import { checkMigrateTo, evacuationFromJson } from './options.js';
+import { checkMigrateTo, evacuationFromJson, rebalanceFromJson, rebalanceFromQuery, type RebalanceOptions } from './options.js';
+import { previewPlan, type PlanPreview } from './plan.js';
 
 /** Store key of the persisted evacuation. */
 export const EVACUATION_KEY = 'evacuation';
 
 /** `GET /load_rebalance/status` of a node (SPEC 8). */
-export type NodeStatus = { status: 'disabled' } | ({ status: 'enabled'; process: 'evacuation' } & EvacuationStatus);
+export type NodeStatus =
+  | { status: 'disabled' }
+  | ({ status: 'enabled'; process: 'evacuation' } & EvacuationStatus)
+  | ({ status: 'enabled'; process: 'rebalance' } & DonorStatus);
 
 /** `GET /load_rebalance/global_status`: evacuations of every running node; rebalance coordinators. */
 export interface GlobalStatus {
   evacuations: Array<{ node: string } & EvacuationStatus>;
-  rebalances: Array<Record<string, unknown>>;
+  rebalances: Array<{ node: string } & CoordinatorStatus>;
 }
 
 /** An RPC's answer: errors travel as data, so their code survives the hop. */
@@ -31,6 +39,12 @@ const RPC = {
   evacuationStart: 'rebalance.evacuation_start',
   evacuationStop: 'rebalance.evacuation_stop',
   takeSession: 'rebalance.take_session',
+  start: 'rebalance.start',
+  stop: 'rebalance.stop',
+  coordinatorStatus: 'rebalance.coordinator_status',
+  report: 'rebalance.report',
+  donorSync: 'rebalance.donor_sync',
+  donorRelease: 'rebalance.donor_release',
 } as const;
 
 async function outcome<T>(f: () => T | Promise<T>): Promise<Outcome<T>> {
@@ -42,9 +56,11 @@ async function outcome<T>(f: () => T | Promise<T>): Promise<Outcome<T>> {
   }
 }
 
-export class NodeRebalance implements SessionMover {
+export class NodeRebalance implements SessionMover, Participants {
   readonly agent: EvictionAgent;
   readonly evacuation: Evacuation;
+  readonly coordinator: RebalanceCoordinator;
+  readonly donor: RebalanceDonor;
   readonly node: string;
 
   constructor(
@@ -65,8 +81,25 @@ export class NodeRebalance implements SessionMover {
         if (this.store !== null) await this.store.putNodeState(EVACUATION_KEY, state);
       },
     });
+    this.donor = new RebalanceDonor({
+      node: this.node,
+      agent: this.agent,
+      clock,
+      log,
+      reachable: (node) => node === this.node || cluster?.linkTo(node)?.up === true,
+    });
+    this.coordinator = new RebalanceCoordinator({ node: this.node, participants: this, clock, log });
     if (cluster !== null) {
       const rpc = cluster.rpc;
+      rpc.handle(RPC.start, (args) => outcome(() => this.startRebalanceLocal(args)));
+      rpc.handle(RPC.stop, () => outcome(() => this.coordinator.stop()));
+      rpc.handle(RPC.coordinatorStatus, () => this.coordinator.status());
+      rpc.handle(RPC.report, () => reportOf(this.node, this.agent));
+      rpc.handle(RPC.donorSync, (args) => outcome(() => this.donor.sync(args as DonorSync)));
+      rpc.handle(RPC.donorRelease, (args) => {
+        const a = args as { coordinator: string; id: string };
+        this.donor.release(a.coordinator, a.id);
+      });
       rpc.handle(RPC.status, () => this.localStatus());
       rpc.handle(RPC.evacuationStart, (args) => outcome(() => this.startLocal(args)));
       rpc.handle(RPC.evacuationStop, () => outcome(() => this.evacuation.stop()));
@@ -81,6 +114,8 @@ export class NodeRebalance implements SessionMover {
 
   close(): void {
     this.evacuation.close();
+    this.coordinator.close();
+    this.donor.close();
   }
 
   /** Running cluster nodes, this one included. */
@@ -96,7 +131,9 @@ export class NodeRebalance implements SessionMover {
 
   localStatus(): NodeStatus {
     const s = this.evacuation.status();
-    return s === null ? { status: 'disabled' } : { status: 'enabled', process: 'evacuation', ...s };
+    if (s !== null) return { status: 'enabled', process: 'evacuation', ...s };
+    const d = this.donor.status();
+    return d === null ? { status: 'disabled' } : { status: 'enabled', process: 'rebalance', ...d };
   }
 
   /** This node's status, or another member's (RPC). */
@@ -105,17 +142,76 @@ export class NodeRebalance implements SessionMover {
     return (await this.call(node, RPC.status, null)) as NodeStatus;
   }
 
-  /** Every running node's evacuation; a node that does not answer is left out. */
+  /** Every running node's evacuation and coordinated rebalance; a node that does not answer is left out. */
   async globalStatus(): Promise<GlobalStatus> {
     const nodes = this.runningNodes();
-    const statuses = await Promise.all(nodes.map((n) => this.statusOf(n).catch((): NodeStatus => ({ status: 'disabled' }))));
+    const [statuses, coordinators] = await Promise.all([
+      Promise.all(nodes.map((n) => this.statusOf(n).catch((): NodeStatus => ({ status: 'disabled' })))),
+      Promise.all(nodes.map((n) => this.coordinatorStatusOf(n).catch(() => null))),
+    ]);
     const evacuations: GlobalStatus['evacuations'] = [];
     statuses.forEach((s, i) => {
-      if (s.status !== 'enabled') return;
+      if (s.status !== 'enabled' || s.process !== 'evacuation') return;
       const { status: _status, process: _process, ...rest } = s;
       evacuations.push({ node: nodes[i] as string, ...rest });
     });
-    return { evacuations, rebalances: [] };
+    const rebalances: GlobalStatus['rebalances'] = [];
+    coordinators.forEach((c, i) => {
+      if (c !== null) rebalances.push({ node: nodes[i] as string, ...c });
+    });
+    return { evacuations, rebalances };
+  }
+
+  private async coordinatorStatusOf(node: string): Promise<CoordinatorStatus | null> {
+    if (node === this.node) return this.coordinator.status();
+    return (await this.call(node, RPC.coordinatorStatus, null)) as CoordinatorStatus | null;
+  }
+
+  /** `POST /load_rebalance/:node/start` with its JSON body: a rebalance coordinated by `node`. */
+  async startRebalance(node: string, body: unknown): Promise<void> {
+    if (node === this.node) return this.startRebalanceLocal(body);
+    settle(await this.call(node, RPC.start, body ?? null));
+  }
+
+  async stopRebalance(node: string): Promise<void> {
+    if (node === this.node) return this.coordinator.stop();
+    settle(await this.call(node, RPC.stop, null));
+  }
+
+  /** `GET /load_rebalance/plan`: what a rebalance with these options (query) would do now, starting nothing. */
+  async plan(query: Iterable<[string, string]>): Promise<PlanPreview> {
+    const options = rebalanceFromQuery(query);
+    const nodes = this.participantsOf(options);
+    return previewPlan(await Promise.all(nodes.map((n) => this.report(n))), options);
+  }
+
+  private async startRebalanceLocal(body: unknown): Promise<void> {
+    const options = rebalanceFromJson(body);
+    await this.coordinator.start(options, this.participantsOf(options));
+  }
+
+  /** `nodes`, checked against the running nodes (SPEC 8 messages), or every running node. */
+  private participantsOf(options: RebalanceOptions): string[] {
+    if (options.nodes === undefined) return this.runningNodes();
+    checkMigrateTo(options.nodes, this.runningNodes(), 'nodes');
+    return [...new Set(options.nodes)];
+  }
+
+  // Participants: the coordinator's reach, a local call for this node, an RPC for the others.
+
+  async report(node: string): Promise<ParticipantReport> {
+    if (node === this.node) return reportOf(this.node, this.agent);
+    return (await this.call(node, RPC.report, null)) as ParticipantReport;
+  }
+
+  async sync(node: string, s: DonorSync): Promise<void> {
+    if (node === this.node) return this.donor.sync(s);
+    settle(await this.call(node, RPC.donorSync, s));
+  }
+
+  async release(node: string, coordinator: string, id: string): Promise<void> {
+    if (node === this.node) return this.donor.release(coordinator, id);
+    await this.call(node, RPC.donorRelease, { coordinator, id });
   }
 
   /** `POST /load_rebalance/:node/evacuation/start` with its JSON body. */

@@ -2,6 +2,7 @@
 // a fixed order, node names quoted 'a@h', lists ['a@h','b@h'], averages and rebalance goals always
 // with a decimal point, channel statistics indented in alphabetical order.
 import { formatNodes } from './options.js';
+import type { PlanPreview } from './plan.js';
 
 type Status = Readonly<Record<string, unknown>>;
 
@@ -65,4 +66,25 @@ export function formatGlobalStatus(g: { evacuations: readonly Status[]; rebalanc
   for (const e of g.evacuations) out.push(SEPARATOR, `Node '${String(e.node)}': evacuation`, ...lines(e, LOCAL_ORDER, false));
   for (const r of g.rebalances) out.push(SEPARATOR, `Node '${String(r.node)}': rebalance coordinator`, ...lines(r, COORDINATOR_ORDER, true));
   return out;
+}
+
+/** `rebalance plan`: the preview (`GET /load_rebalance/plan`) as lines, in the status lines' style. */
+export function formatPlan(p: PlanPreview): string[] {
+  const head = p.balanced ? 'Rebalance plan: nothing_to_balance (nothing would start)' : 'Rebalance plan (nothing started):';
+  return [
+    head,
+    `Nodes: ${formatNodes(p.nodes)}`,
+    `Donor nodes: ${formatNodes(p.donors)}`,
+    `Recipient nodes: ${formatNodes(p.recipients)}`,
+    `Average node connection count: ${formatFloat(p.connection_avg)}`,
+    `Current average donor node connection count: ${formatFloat(p.donor_conn_avg)}`,
+    `Current average recipient node connection count: ${formatFloat(p.recipient_conn_avg)}`,
+    `Current average donor node session count: ${formatFloat(p.donor_sess_avg)}`,
+    `Current average recipient node session count: ${formatFloat(p.recipient_sess_avg)}`,
+    `Connections to move: ${p.connections_to_move}`,
+    `Disconnected sessions to move: ${p.sessions_to_move}`,
+    `Connection eviction rate: ${p.connection_eviction_rate} connections/second`,
+    `Session eviction rate: ${p.session_eviction_rate} sessions/second`,
+    `Estimated time: ${p.eta_seconds} seconds`,
+  ];
 }
