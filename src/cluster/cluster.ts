@@ -105,7 +105,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private persistScheduled = false;
   /** The member list write in progress: writes of the file are serialized. */
   private saving: Promise<void> = Promise.resolve();
-  private joinWaiter: { name: string; resolve(): void; reject(err: Error): void } | null = null;
+  /** A `cluster join` in progress: the seed's name and the link dialed to it. */
+  private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
   /** Forwarding pass of one publish: node -> shared groups picked for it; groups decided. */
   private readonly targets = new Map<string, string[]>();
   private readonly decided: GroupRoute[] = [];
@@ -229,10 +230,12 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.joinWaiter !== null) throw new ClusterError('a join is already in progress');
     if (this.members.size > 0) this.leaveLocally('joining another cluster');
     this.joinedAt = Date.now();
-    const up = new Promise<void>((resolve, reject) => (this.joinWaiter = { name: address.name, resolve, reject }));
+    const waiter = { name: address.name, link: null as Link | null, resolve: (): void => {}, reject: (_err: Error): void => {} };
+    const up = new Promise<void>((resolve, reject) => Object.assign(waiter, { resolve, reject }));
+    this.joinWaiter = waiter;
     const timer = setTimeout(() => this.settleJoin(new ClusterError(`no answer from ${address.name} within ${JOIN_WAIT_MS / 1000} s`)), JOIN_WAIT_MS);
     try {
-      this.dial(address.host, address.port, address.name, 'join');
+      waiter.link = this.dial(address.host, address.port, address.name, 'join');
       await up;
     } finally {
       clearTimeout(timer);
@@ -343,9 +346,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   linkDown(link: Link, why: string): void {
     this.loose.delete(link);
     const m = this.members.get(link.peer);
-    if (this.joinWaiter !== null && (link.peer === this.joinWaiter.name || link.peer === '') && !link.up && m?.link == null) {
-      this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
-    }
+    if (this.joinWaiter !== null && this.joinWaiter.link === link) this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
     if (m === undefined) return;
     if (why.endsWith('removed_from_cluster')) {
       // It removed us while we were away: we are not part of its cluster any more.

@@ -100,6 +100,13 @@ t.test('a wrong cluster cookie: the link is refused and logged, nothing joins', 
   t.same(await running(n2), [n2.name]);
   t.notMatch(n1.output() + n2.output(), /cluster node up/, 'no link came up');
   t.notMatch(n1.output() + n2.output(), /wrong-secret|right-secret/, 'the secret is not logged');
+  const byCtl = await ctl(n2, ['cluster', 'join', address(n1)]);
+  t.equal(byCtl.code, 1);
+  t.equal(byCtl.stdout, `Failed to join the cluster: cannot join ${n1.name}: bad_cookie\n`);
+  const ghost = await ctl(n2, ['cluster', 'join', `ghost@127.0.0.1:${await freePort()}`]);
+  t.equal(ghost.code, 1);
+  t.match(ghost.stdout, /^Failed to join the cluster: cannot join ghost@127\.0\.0\.1: connect ECONNREFUSED/);
+  t.same(await running(n2), [n2.name]);
 });
 
 t.test('dns discovery: a node finds its peer through the A records of a name', async (t) => {
