@@ -67,7 +67,10 @@ export class Session {
   readonly inflight = new Map<number, InflightEntry>();
   /** Incoming QoS 2 packet ids received and not yet released by PUBREL. */
   readonly incomingQos2 = new Set<number>();
-  queue: Delivery[] = [];
+  /** The offline queue is items[head..]: sent deliveries are cut off the front in bulk, so an
+   *  ack with a long backlog costs O(1), not a move of the whole rest. */
+  private items: Delivery[] = [];
+  private head = 0;
   queuedBytes = 0;
   nextPacketId = 1;
   /** Session Expiry Interval in seconds; 0 ends the session with the connection. */
@@ -93,10 +96,21 @@ export class Session {
     this.createdAt = now;
   }
 
+  /** The offline queue in order (compacted on access: for readers outside the delivery path). */
+  get queue(): Delivery[] {
+    this.compact();
+    return this.items;
+  }
+
+  set queue(q: Delivery[]) {
+    this.items = q;
+    this.head = 0;
+  }
+
   /** Sends, queues or drops one message for this session. */
   deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: number, limits: SessionLimits, counters: SessionCounters): void {
     const owner = this.owner;
-    if (owner !== null && this.queue.length === 0) {
+    if (owner !== null && this.items.length === this.head) {
       if (qos === 0) {
         if (owner.congested) counters.dropped++;
         else owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
@@ -151,8 +165,8 @@ export class Session {
 
   /** Sends queued deliveries while the window and the transport allow. */
   drain(owner: SessionOwner): void {
-    let i = 0;
-    const queue = this.queue;
+    const queue = this.items;
+    let i = this.head;
     while (i < queue.length && !owner.congested) {
       const d = queue[i] as Delivery;
       if (d.qos > 0 && this.inflight.size >= owner.sendWindow) break;
@@ -162,8 +176,21 @@ export class Session {
       if (d.qos === 0) owner.sendPublish(d, 0, false);
       else this.sendInflight(d, owner);
     }
-    // In place: V8 left-trims a front splice, where a copy of the rest per ack is quadratic in a long queue.
-    if (i > 0) queue.splice(0, i);
+    if (i === queue.length) {
+      queue.length = 0;
+      this.head = 0;
+    } else {
+      this.head = i;
+      // Compacted once the sent part is the larger half: amortized O(1) per delivery.
+      if (i > 64 && i * 2 > queue.length) this.compact();
+    }
+  }
+
+  private compact(): void {
+    if (this.head > 0) {
+      this.items.splice(0, this.head);
+      this.head = 0;
+    }
   }
 
   private sendInflight(d: Delivery, owner: SessionOwner): void {
@@ -178,9 +205,12 @@ export class Session {
   private enqueue(d: Delivery, limits: SessionLimits, counters: SessionCounters): void {
     ownPayload(d.message);
     const size = d.message.payload.length;
-    while (this.queue.length > 0 && (this.queue.length >= limits.maxQueued || this.queuedBytes + size > limits.maxQueuedBytes)) {
-      const qos0 = this.queue.findIndex((q) => q.qos === 0);
-      const [dropped] = this.queue.splice(qos0 >= 0 ? qos0 : 0, 1);
+    const queue = this.items;
+    while (queue.length > this.head && (queue.length - this.head >= limits.maxQueued || this.queuedBytes + size > limits.maxQueuedBytes)) {
+      let k = this.head;
+      while (k < queue.length && (queue[k] as Delivery).qos !== 0) k++;
+      // The oldest is cut off the front for free; a QoS 0 further in is spliced out.
+      const dropped = k < queue.length ? queue.splice(k, 1)[0] : queue[this.head++];
       if (dropped !== undefined) {
         this.queuedBytes -= dropped.message.payload.length;
         if (this.journal !== null) this.journal.unqueued(dropped);
@@ -191,7 +221,7 @@ export class Session {
       counters.dropped++;
       return;
     }
-    this.queue.push(d);
+    queue.push(d);
     this.queuedBytes += size;
     if (this.journal !== null) this.journal.queued(d);
   }
