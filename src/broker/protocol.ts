@@ -395,7 +395,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
         this.ack(encodeAck(PacketType.PUBREC, p.packetId, 0, this.version), this.broker.store?.writes ?? 0);
         return;
       }
-      if (session.incomingQos2.size >= mqtt.max_inflight) {
+      // Only a 5.0 client was told our Receive Maximum; a 3.x one is bounded by its 65535 ids.
+      if (this.version === 5 && session.incomingQos2.size >= mqtt.max_inflight) {
         throw new ProtocolError(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded'); // [MQTT-3.3.4-9]
       }
     }

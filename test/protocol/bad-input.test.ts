@@ -205,6 +205,17 @@ t.test('receive maximum exceeded: more unacked QoS 2 than the server allows', as
   await stillHealthy(t);
 });
 
+t.test('a 3.1.1 publisher was never told a Receive Maximum: more unreleased QoS 2 is not an error', async (t) => {
+  const raw = await rawConnect(t, port);
+  await rawHandshake(raw, 'rm-v4', 4);
+  for (const messageId of [1, 2, 3, 4]) {
+    raw.send(bytes({ cmd: 'publish', topic: 'rm', payload: Buffer.from('x'), qos: 2, messageId, retain: false, dup: false }, 4));
+  }
+  for (const messageId of [1, 2, 3, 4]) t.match(await readPacket(raw, 4), { cmd: 'pubrec', messageId });
+  t.notOk(raw.isClosed, 'still connected');
+  await stillHealthy(t);
+});
+
 t.test('a 100 MB length prefix is refused at once and allocates nothing', async (t) => {
   const before = rssKb(node.pid);
   const prefix = [0x80, 0x80, 0x80, 0x32]; // 100 * 2^21 bytes
