@@ -46,6 +46,7 @@ t.test('join, status, kill -9 and rejoin, force-leave, leave', async (t) => {
   await sub.endAsync();
   await waitFor("n3's route on n1", async () => (await routeNodes(n1)).includes(n3name));
 
+  await sleep(500); // the store commits asynchronously: let the session reach the disk before the kill
   const killedAt = Date.now();
   await n3.stop('SIGKILL');
   await waitFor("n3's routes to vanish from n1 and n2", async () => !(await routeNodes(n1)).includes(n3name) && !(await routeNodes(n2)).includes(n3name), FAILURE_DETECTION_MS);
