@@ -35,6 +35,12 @@ t.test('a partition heals: heartbeats detect it, then routes, retained and regis
     }
   });
   const frozenAt = Date.now();
+  // Its holder does not answer the takeover: the connect fails cleanly (CONNACK 0x88), no hang.
+  const refused = await connectClient(t, n1.mqttPort, { ...persistent, clientId: 'split', connectTimeout: 20_000 }).then(
+    () => 'connected',
+    (err: { code?: number }) => err.code,
+  );
+  t.equal(refused, 0x88, 'server unavailable while the holder does not answer');
   await waitFor('n1 to see n2 down', async () => (await view(n1)).stopped_nodes.includes(n2.name), 10_000);
   t.ok(Date.now() - frozenAt < 7000, `a silent node is detected by heartbeats (${Date.now() - frozenAt} ms)`);
   t.notOk((await routeNodes(n1)).includes(n2.name), "n2's routes are purged");

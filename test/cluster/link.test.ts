@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { parseNodeAddress } from '../../src/cluster/address.js';
 import { encodeFrame, FrameDecoder, Link, MAX_FRAME, type LinkHandler, type LinkMessage } from '../../src/cluster/link.js';
 import { RouteTable } from '../../src/cluster/routes.js';
+import { Rpc, RpcError } from '../../src/cluster/rpc.js';
 
 const log = pino({ level: 'silent' });
 
@@ -101,6 +102,32 @@ t.test('messages sent in one turn leave as one frame, in order', async (t) => {
   await new Promise((r) => setTimeout(r, 50));
   t.equal(writes, 1, 'one write for 100 messages');
   t.same(acceptor.messages.map((m) => m[1]), Array.from({ length: 100 }, (_, i) => i));
+});
+
+t.test('rpc: results, handler errors, unknown methods, timeouts and a peer going down', async (t) => {
+  const { dialer, acceptor } = await pair(t, ['secret', 'secret']);
+  const caller = new Rpc(200);
+  const callee = new Rpc(200);
+  callee.handle('add', (args) => (args as number[]).reduce((a, b) => a + b, 0));
+  callee.handle('fail', () => {
+    throw new Error('no such session');
+  });
+  callee.handle('never', () => new Promise(() => {}));
+  const route = (s: Side, rpc: Rpc): void => {
+    s.handler.linkMessage = (l, m) => (m[0] === 11 ? rpc.onCall(l, m[1], m[2], m[3]) : rpc.onReply(m[1], m[2], m[3]));
+  };
+  route(dialer, caller);
+  route(acceptor, callee);
+  const link = dialer.up[0] as Link;
+  t.equal(await caller.call(link, 'add', [1, 2, 3]), 6);
+  await t.rejects(caller.call(link, 'fail', null), { name: 'RpcError', message: /no such session/ });
+  await t.rejects(caller.call(link, 'nope', null), /unknown method nope/);
+  const started = Date.now();
+  await t.rejects(caller.call(link, 'never', null), /timed out after 200 ms/);
+  t.ok(Date.now() - started < 1000);
+  const pending = caller.call(link, 'never', null, 60_000);
+  caller.nodeDown(link.peer);
+  await t.rejects(pending, RpcError, 'a peer going down fails its calls at once');
 });
 
 t.test('the route table: filter routes per node, shared groups, purge and full replace', async (t) => {
