@@ -175,10 +175,10 @@ async function sessionCount(node: BenchNode): Promise<number> {
 async function takeover(n: number): Promise<void> {
   const nodes = await startNodes(2);
   const [a, b] = nodes as [BenchNode, BenchNode];
-  const create = await runNbench(['conn', '--port', String(a.mqtt), '-n', String(n), '--persistent', '--prefix', 'tk', '--inflight', '200', '--hold', '0']);
+  const create = await runNbench(['conn', '--port', String(a.mqtt), '-n', String(n), '--persistent', '--prefix', 'tk', '--inflight', '500', '--hold', '0']);
   console.log(`create on node 1: ${create}`);
   await sleep(1000);
-  const moved = await runNbench(['conn', '--port', String(b.mqtt), '-n', String(n), '--persistent', '--prefix', 'tk', '--inflight', '200', '--hold', '0']);
+  const moved = await runNbench(['conn', '--port', String(b.mqtt), '-n', String(n), '--persistent', '--prefix', 'tk', '--inflight', '500', '--hold', '0']);
   console.log(`takeover to node 2: ${moved}`);
   for (const [i, node] of [a, b].entries()) console.log(`sessions on node ${i + 1}: ${await sessionCount(node)}`);
   await stopNodes(nodes);
