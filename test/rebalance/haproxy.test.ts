@@ -6,16 +6,11 @@
 // conn_evict_rate 100, wait_takeover 5, migrate_to nodes 2 and 3.
 // The check says `ver HTTP/1.1 hdr Host`: the seed's line sends HTTP/1.0 without Host, which the
 // uWS management server does not answer (a known gap of src/admin/http.ts, reported).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
-import { freePort } from '../helpers/ports.js';
-import { run, startProcess } from '../helpers/process.js';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { sleep, startCluster, waitFor } from '../cluster/support.js';
+import { haveHaproxy, serverStates, startHaproxy } from './haproxy-support.js';
 
 const CLIENTS = 600;
 const STAY_AWAY = 20;
@@ -33,66 +28,13 @@ async function api(node: NodeProcess, method: string, path: string, body?: unkno
   return text === '' ? undefined : JSON.parse(text);
 }
 
-/** HAProxy's view of each server: name -> UP/DOWN/..., from `show stat` on its admin socket. */
-function serverStates(socket: string): Promise<Map<string, string>> {
-  return new Promise((resolve, reject) => {
-    const s = connect(socket);
-    let out = '';
-    s.on('data', (d: Buffer) => (out += d.toString()));
-    s.on('error', reject);
-    s.on('end', () => {
-      const states = new Map<string, string>();
-      for (const line of out.split('\n')) {
-        const f = line.split(',');
-        if (f[0] === 'tidemq' && f[1] !== 'BACKEND') states.set(f[1] as string, (f[17] ?? '').split(' ')[0] as string);
-      }
-      resolve(states);
-    });
-    s.write('show stat\n');
-  });
-}
-
-const haproxy = await run('haproxy', ['-v']).catch(() => undefined);
-if (haproxy === undefined || haproxy.code !== 0) {
+if (!(await haveHaproxy())) {
   t.plan(0, 'haproxy is not installed (Debian package haproxy)');
 } else {
   t.test('evacuating node 1 behind HAProxy', async (t) => {
     const nodes = await startCluster(t, 3);
     const [n1, n2, n3] = nodes as [NodeProcess, NodeProcess, NodeProcess];
-    const dir = mkdtempSync(join(tmpdir(), 'tidemq-evac-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const front = await freePort();
-    const sock = join(dir, 'haproxy.sock');
-    const cfg = join(dir, 'haproxy.cfg');
-    writeFileSync(
-      cfg,
-      `global
-  maxconn 4000
-  stats socket ${sock} level admin
-
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60m
-  timeout server 60m
-
-listen mqtt
-  bind 127.0.0.1:${front}
-  mode tcp
-  maxconn 4000
-  default_backend tidemq
-
-backend tidemq
-  mode tcp
-  balance leastconn
-  option httpchk
-  http-check send meth GET uri /api/v4/load_rebalance/availability_check ver HTTP/1.1 hdr Host localhost hdr Authorization "Basic YWRtaW46cHVibGlj"
-${nodes.map((n, i) => `  server tidemq${i + 1} 127.0.0.1:${n.mqttPort} check port ${n.mgmtPort} inter 500 fall 2 rise 2 weight 1 maxconn 1000`).join('\n')}
-`,
-    );
-    await startProcess(t, { name: 'haproxy', command: 'haproxy', args: ['-f', cfg, '-db'], port: front });
-    await waitFor('HAProxy sees 3 servers up', async () => [...(await serverStates(sock)).values()].filter((s) => s === 'UP').length === 3, 10_000);
-    t.comment('haproxy up');
+    const { front, socket: sock } = await startHaproxy(t, nodes);
 
     // Every client records the sequence numbers it got and when its connection was closed.
     const got: Array<Set<number>> = [];
