@@ -1,8 +1,8 @@
 // Cluster rebalance through the management API (v4 and v5) and `tidemq ctl rebalance` on a real
 // 3-node cluster: validation messages, nothing_to_balance (balanced, single node, 50 vs 0 with abs
 // 50), the plan preview, donor and coordinator status shapes, 503 on donors only, refusal after
-// the health-check wait, eviction_agent_busy / already_started / not_started, stop, and a kill -9
-// of the recipient mid-rebalance aborting it everywhere.
+// the health-check wait, eviction_agent_busy / already_started / not_started, stop, a kill -9 of
+// the recipient mid-rebalance aborting it everywhere, and of the coordinator (the donor gives up).
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
 import type { NodeProcess } from '../helpers/node-process.js';
@@ -216,5 +216,18 @@ t.test('kill -9 of the recipient mid-rebalance: aborted everywhere, the donor ac
   const back = await tryConnect(n1.mqttPort, 'rb-back');
   t.equal(back.reasonCode, 0, `node 1 accepts connections again ${Date.now() - killedAt} ms after the kill (rpc timeout 15 s)`);
   t.ok(Date.now() - killedAt < 15_000, 'within the timeout');
+  t.same((await call(n1, 'GET', '/api/v5/load_rebalance/status')).json, { status: 'disabled' });
+});
+
+t.test('kill -9 of the coordinator: the donor gives up on its own within the heartbeat timeout', async (t) => {
+  const live = clients.filter((c) => c.connected).length;
+  t.ok(live > 10, `${live} clients still on node 1`);
+  t.same(await call(n2, 'POST', `/api/v5/load_rebalance/${n2.name}/start`, { nodes: [n1.name, n2.name], abs_conn_threshold: 5, conn_evict_rate: 1, wait_health_check: 60 }), { status: 200, json: {} });
+  t.equal((await call(n1, 'GET', '/api/v4/load_rebalance/availability_check')).status, 503, 'node 1 is a donor');
+  const killedAt = Date.now();
+  await n2.stop('SIGKILL');
+  await waitFor('node 1 available', async () => (await call(n1, 'GET', '/api/v4/load_rebalance/availability_check')).status === 200, 10_000);
+  const took = Date.now() - killedAt;
+  t.ok(took <= 5000 + 1000, `node 1 gave up ${took} ms after the kill (heartbeat timeout 5 s)`);
   t.same((await call(n1, 'GET', '/api/v5/load_rebalance/status')).json, { status: 'disabled' });
 });
