@@ -75,6 +75,8 @@ export class ClusterError extends Error {
 }
 
 interface PersistedState {
+  /** The node that saved it: a node's name is fixed once it has joined a cluster (SPEC 1). */
+  node: string;
   joinedAt: number;
   members: Array<[name: string, host: string, port: number, joinedAt: number]>;
   removed: Array<[name: string, at: number]>;
@@ -629,6 +631,9 @@ export class Cluster implements ClusterBridge, LinkHandler {
     } catch {
       return; // never clustered
     }
+    if (state.node !== this.node && state.members.length > 0) {
+      throw new ClusterError(`${this.statePath} belongs to node ${state.node}, which has joined a cluster: its name cannot change (start it as ${state.node}, or use another data dir)`);
+    }
     this.joinedAt = state.joinedAt;
     const now = Date.now();
     for (const [name, at] of state.removed) this.removed.set(name, at);
@@ -644,6 +649,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     setImmediate(() => {
       this.persistScheduled = false;
       const state: PersistedState = {
+        node: this.node,
         joinedAt: this.joinedAt,
         members: [...this.members.values()].filter((m) => m.port !== 0).map((m) => [m.name, m.host, m.port, m.joinedAt]),
         removed: [...this.removed],

@@ -86,4 +86,10 @@ t.test('a node down longer than autoclean is removed; restarted, it rejoins', as
   const back = await startNode(t, { name: n2.name, dataDir: n2.dataDir, mqttPort: n2.mqttPort, mgmtPort: n2.mgmtPort, clusterPort: n2.clusterPort });
   await waitFor('n2 back in the cluster', async () => (await view(n1)).running_nodes.length === 2 && (await view(back)).running_nodes.length === 2, 10_000);
   t.pass('rejoined by itself');
+  await back.stop();
+  await t.rejects(
+    startNode(t, { name: n2.name.replace('@', 'renamed@'), dataDir: n2.dataDir, keepDataDir: true }),
+    /its name cannot change/,
+    "a node's name is fixed once it has joined a cluster",
+  );
 });
