@@ -1,8 +1,8 @@
-// The management HTTP server's only contact with uWebSockets.js: a request is copied into plain
-// data before the uWS callback returns (uWS reuses its request and body buffers), handled
-// asynchronously, and answered unless the client went away first (onAborted).
-import { STATUS_CODES } from 'node:http';
-import uWS, { type HttpResponse, type us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+// The management HTTP server's transport: node:http, so every client that operators point at
+// it is answered, including HAProxy's default `option httpchk` probe (HTTP/1.0, no Host header),
+// which uWebSockets.js leaves unanswered. Requests become plain data before the handler runs.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 export interface HttpRequestData {
   /** Upper case, e.g. GET. */
@@ -31,38 +31,33 @@ export interface HttpServer {
   close(): void;
 }
 
-interface Pending {
-  aborted: boolean;
-}
-
-function send(res: HttpResponse, pending: Pending, reply: HttpReply): void {
-  if (pending.aborted) return;
-  res.cork(() => {
-    res.writeStatus(`${reply.status} ${STATUS_CODES[reply.status] ?? ''}`);
-    for (const [name, value] of Object.entries(reply.headers ?? {})) res.writeHeader(name, value);
-    res.end(reply.body);
-  });
-}
-
 /**
  * Reads a request body of at most maxBody bytes; over it, done(null) once and the rest is
- * ignored. Each chunk is copied: uWS neuters it when the callback returns.
+ * discarded.
  */
-function readBody(res: HttpResponse, maxBody: number, done: (body: Buffer | null) => void): void {
+function readBody(req: IncomingMessage, maxBody: number, done: (body: Buffer | null) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let over = false;
-  res.onData((chunk, isLast) => {
+  req.on('data', (chunk: Buffer) => {
     if (over) return;
-    size += chunk.byteLength;
+    size += chunk.length;
     if (size > maxBody) {
       over = true;
       done(null);
       return;
     }
-    chunks.push(Buffer.from(new Uint8Array(chunk)));
-    if (isLast) done(Buffer.concat(chunks, size));
+    chunks.push(chunk);
   });
+  req.on('end', () => {
+    if (!over) done(Buffer.concat(chunks, size));
+  });
+}
+
+function send(res: ServerResponse, reply: HttpReply): void {
+  if (res.destroyed) return; // the client went away while the handler ran
+  res.writeHead(reply.status, { 'content-length': Buffer.byteLength(reply.body), ...reply.headers });
+  res.end(reply.body);
 }
 
 /**
@@ -70,36 +65,38 @@ function readBody(res: HttpResponse, maxBody: number, done: (body: Buffer | null
  * expected to turn its own errors into replies: a rejection is answered with a bare 500.
  */
 export async function listenHttp(host: string, port: number, maxBody: number, handler: HttpHandler): Promise<HttpServer> {
-  const app = uWS.App();
-  app.any('/*', (res, req) => {
-    const pending: Pending = { aborted: false };
-    res.onAborted(() => {
-      pending.aborted = true;
-    });
-    const method = req.getMethod().toUpperCase();
-    const path = req.getUrl();
-    const query = req.getQuery() ?? '';
-    const authorization = req.getHeader('authorization');
-    const length = Number(req.getHeader('content-length') || '0');
-    const hasBody = length > 0 || req.getHeader('transfer-encoding') !== '';
+  // Lenient on Host: health checks are often written without one, even over HTTP/1.1.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
+    const method = (req.method ?? 'GET').toUpperCase();
+    const authorization = req.headers.authorization ?? '';
     const dispatch = (body: Buffer | null): void => {
       handler({ method, path, query, authorization, body }).then(
-        (reply) => send(res, pending, reply),
-        () => send(res, pending, { status: 500, body: '' }),
+        (reply) => send(res, reply),
+        () => send(res, { status: 500, body: '' }),
       );
     };
-    if (!hasBody) dispatch(Buffer.alloc(0));
-    else if (length > maxBody) dispatch(null);
-    else readBody(res, maxBody, dispatch);
+    if (Number(req.headers['content-length'] ?? '0') > maxBody) {
+      dispatch(null);
+      req.resume();
+    } else readBody(req, maxBody, dispatch);
   });
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (ls) => {
-      if (ls === false) reject(new Error(`cannot listen for the management API on ${host}:${port}`));
-      else resolve(ls);
-    });
+  // Health checkers and scrapers poll every second or so: keep their connections cheap to hold.
+  server.keepAliveTimeout = 5000;
+  server.headersTimeout = 10000;
+  server.requestTimeout = 30000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`cannot listen for the management API on ${host}:${port}: ${err.message}`)));
+    server.listen({ host, port }, () => resolve());
   });
   return {
-    port: uWS.us_socket_local_port(listenSocket),
-    close: () => uWS.us_listen_socket_close(listenSocket),
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      server.close();
+      server.closeAllConnections();
+    },
   };
 }

@@ -1,5 +1,6 @@
-// The management API in this process over real HTTP (uWS on a free port): auth, the v4 and v5
+// The management API in this process over real HTTP (node:http on a free port): auth, the v4 and v5
 // views of results and errors, the availability switch, /metrics auth, and the error table.
+import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { AdminApi, ok, page, type Route } from '../../src/admin/api.js';
@@ -66,6 +67,34 @@ t.test('availability check: no auth needed, credentials accepted, 503 when the s
   t.same(v5.body, { code: 'NODE_EVACUATING', message: 'Node Evacuating' });
   availability.serving = true;
   t.equal((await get(`${url}/api/v4/load_rebalance/availability_check`)).status, 200, 'serving again');
+});
+
+/** One raw request, as HAProxy's health check writes it; returns the status line. */
+async function rawStatusLine(url: string, request: string): Promise<string> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: Number(port) }, () => s.write(request));
+    let got = '';
+    s.setTimeout(3000, () => s.destroy(new Error(`no answer to ${JSON.stringify(request)}`)));
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      const eol = got.indexOf('\r\n');
+      if (eol >= 0) {
+        s.destroy();
+        resolve(got.slice(0, eol));
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+t.test("availability check answers HAProxy's default httpchk probe (HTTP/1.0, no Host header)", async (t) => {
+  const { url, availability } = await server(t);
+  const path = '/api/v4/load_rebalance/availability_check';
+  t.match(await rawStatusLine(url, `GET ${path} HTTP/1.0\r\n\r\n`), /^HTTP\/1\.[01] 200/, 'HTTP/1.0 without Host');
+  t.match(await rawStatusLine(url, `GET ${path} HTTP/1.1\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200/, 'HTTP/1.1 without Host');
+  availability.serving = false;
+  t.match(await rawStatusLine(url, `GET ${path} HTTP/1.0\r\n\r\n`), /^HTTP\/1\.[01] 503/, '503 while not serving');
 });
 
 t.test('v4 envelope vs v5 bodies, and errors in each', async (t) => {
