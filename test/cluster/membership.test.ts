@@ -26,6 +26,8 @@ t.test('join, status, kill -9 and rejoin, force-leave, leave', async (t) => {
     rmSync(n3.dataDir, { recursive: true, force: true });
   });
 
+  const before = await connectClient(t, n1.mqttPort, { protocolVersion: 5, clientId: 'ret-before-join' });
+  await before.publishAsync('joined/retained', 'taken by the joiner', { qos: 1, retain: true });
   const joined = await ctl(n3, ['cluster', 'join', address(n1)]);
   t.equal(joined.code, 0, joined.stderr);
   const all = [n1.name, n2.name, n3name].sort();
@@ -35,6 +37,12 @@ t.test('join, status, kill -9 and rejoin, force-leave, leave', async (t) => {
   t.equal(status.stdout, `Cluster status: [{running_nodes,[${all.map((n) => `'${n}'`).join(',')}]}]\n`);
   const json = await ctl(n1, ['cluster', 'status', '--json']);
   t.same(JSON.parse(json.stdout), { name: n1.name, running_nodes: all, stopped_nodes: [] });
+
+  const retained: string[] = [];
+  const { client: late } = await connectListening(t, n3.mqttPort, { protocolVersion: 5, clientId: 'ret-after-join' }, (_t, p) => retained.push(p.toString()));
+  await late.subscribeAsync('joined/#', { qos: 1 });
+  await waitFor('the retained message on the joiner', () => retained.length > 0, 5000);
+  t.same(retained, ['taken by the joiner'], "a joining node takes the cluster's retained messages");
 
   const again = await ctl(n3, ['cluster', 'join', address(n1)]);
   t.not(again.code, 0, 'joining a cluster it is in fails');
