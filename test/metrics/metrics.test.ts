@@ -65,6 +65,7 @@ t.test('/metrics of a real node', async (t) => {
     t.equal(delta('tidemq_messages_routed_total'), 1);
     t.equal(delta('tidemq_sessions_created_total'), 1);
     t.equal(value(afterPublish, 'tidemq_connections'), 1);
+    t.equal(value(afterPublish, 'tidemq_listener_connections', { listener: 'tcp' }), 1, 'open on the TCP listener');
     t.equal(value(afterPublish, 'tidemq_sessions', { state: 'connected' }), 1);
 
     // A refused CONNECT (3.1.1, empty client id with Clean Session 0 [MQTT-3.1.3-8]) and a malformed packet.
