@@ -165,6 +165,7 @@ export class Takeover {
   private async install(parts: SessionPart[]): Promise<Session> {
     const broker = this.host.broker;
     const record = sessionHeader(parts);
+    if (broker.sessions.has(record.clientId)) throw new Error(`takeover of ${record.clientId}: a session opened here meanwhile`);
     const store = broker.store ?? new MemoryStore();
     const sid = await store.importSession(parts);
     if (sid === undefined) throw new Error(`stale takeover of ${record.clientId}: a newer copy is stored here`);
