@@ -1,7 +1,6 @@
 // A real HAProxy in front of test nodes, configured as in the seed (mode tcp, balance leastconn,
-// option httpchk on the availability check; HTTP/1.1 with a Host header, which the uWS management
-// server needs where the seed's line sends HTTP/1.0), with an admin socket to read and change its view of
-// the servers. Shared by the evacuation and rebalance end-to-end tests.
+// option httpchk on the availability check with the seed's own `http-check send` line), with an
+// admin socket to read and change its view of the servers. Shared by the evacuation and rebalance end-to-end tests.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,7 +54,7 @@ backend tidemq
   mode tcp
   balance leastconn
   option httpchk
-  http-check send meth GET uri /api/v4/load_rebalance/availability_check ver HTTP/1.1 hdr Host localhost hdr Authorization "Basic YWRtaW46cHVibGlj"
+  http-check send meth GET uri /api/v4/load_rebalance/availability_check hdr Authorization "Basic YWRtaW46cHVibGlj"
 ${nodes.map((n, i) => `  server tidemq${i + 1} 127.0.0.1:${n.mqttPort} check port ${n.mgmtPort} inter 500 fall 2 rise 2 weight 1 maxconn ${o.serverMaxconn ?? 1000}`).join('\n')}
 `;
 }

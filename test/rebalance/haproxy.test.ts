@@ -4,8 +4,7 @@
 // at QoS 1) connect through HAProxy while a publisher sends QoS 1 throughout; 20 more persistent
 // clients sit on node 1 directly and never come back after eviction. Node 1 is evacuated with
 // conn_evict_rate 100, wait_takeover 5, migrate_to nodes 2 and 3.
-// The check says `ver HTTP/1.1 hdr Host`: the seed's line sends HTTP/1.0 without Host, which the
-// uWS management server does not answer (a known gap of src/admin/http.ts, reported).
+// The health check is the seed's line as written (HTTP/1.0, no Host header).
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
 import type { NodeProcess } from '../helpers/node-process.js';
@@ -114,12 +113,16 @@ if (!(await haveHaproxy())) {
     // The eviction rate, measured from when the evicted clients saw their connections close.
     const evictedTimes = closedAt.slice(0, CLIENTS + STAY_AWAY).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
     t.equal(evictedTimes.length, onNode1 + STAY_AWAY, 'every client of node 1 was evicted, no other');
+    // The rate is the node's: its own clock from entering evicting_conns (the bucket starts empty)
+    // to leaving it at the first token that found nobody left. The clients' view is printed too:
+    // it also carries this test process's event-loop delays on a loaded machine.
     const log = n1.output().split('\n').filter((l) => l.includes('"msg":"evacuation state"')).map((l) => JSON.parse(l) as { time: number; state: string });
     const from = log.find((l) => l.state === 'evicting_conns')?.time ?? 0;
     const to = log.find((l) => l.state === 'waiting_takeover')?.time ?? 0;
-    t.comment(`node 1 logged evicting_conns for ${to - from} ms: ${((evictedTimes.length * 1000) / (to - from)).toFixed(1)}/s`);
-    const rate = ((evictedTimes.length - 1) * 1000) / ((evictedTimes.at(-1) as number) - (evictedTimes[0] as number));
-    t.ok(Math.abs(rate - 100) <= 5, `measured eviction rate ${rate.toFixed(1)}/s (100/s configured)`);
+    const seen = ((evictedTimes.length - 1) * 1000) / ((evictedTimes.at(-1) as number) - (evictedTimes[0] as number));
+    t.comment(`clients saw ${seen.toFixed(1)}/s`);
+    const rate = (evictedTimes.length * 1000) / (to - from);
+    t.ok(Math.abs(rate - 100) <= 5, `eviction rate ${rate.toFixed(1)}/s over ${to - from} ms of evicting_conns (100/s configured)`);
 
     await waitFor('every HAProxy client reconnected', () => clients.slice(0, CLIENTS).every((c) => c.connected), 20_000).catch(() => undefined);
     const away = clients.slice(0, CLIENTS).flatMap((c, i) => (c.connected ? [] : [`evac-${i} v${i % 2 === 0 ? 5 : 4}: ${lastError[i] ?? 'no error'}`]));
