@@ -5,8 +5,6 @@ import type { Message } from './message.js';
 import type { Session } from './session.js';
 
 export interface ClusterBridge {
-  /** This node's name: the origin of the messages it publishes. */
-  readonly node: string;
   /** A filter got its first local subscription (`group` '' for a plain one, else the shared group). */
   routeAdded(filter: string, group: string): void;
   /** The filter's last local subscription (of that group) went. */
