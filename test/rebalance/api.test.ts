@@ -9,18 +9,8 @@ import { rawConnect } from '../helpers/clients.js';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
 import { run } from '../helpers/process.js';
 import { address, startCluster, waitFor } from '../cluster/support.js';
+import { adminRequest as call } from '../helpers/admin.js';
 
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
-
-async function call(node: NodeProcess, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}${path}`, {
-    method,
-    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
-}
 
 async function ctl(node: NodeProcess, ...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
   const r = await run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${node.mgmtPort}`, ...args], { timeoutMs: 20_000 });
@@ -128,7 +118,9 @@ t.test('evacuate node 1 from node 2 (API), status shapes, refusal, global status
   // kill -9 mid-evacuation: the restarted node refuses from its first accept, and goes on.
   await n1.stop('SIGKILL');
   const again = await startNode(t, { name: n1.name, dataDir: n1.dataDir, mqttPort: n1.mqttPort, mgmtPort: n1.mgmtPort, clusterPort: n1.clusterPort, args: ['--join', address(n2)] });
-  t.match(again.output(), /evacuation is on/, 'logs that evacuation is on');
+  // The line is written before the listeners open, but reaches this process through a pipe.
+  await waitFor('the evacuation-is-on log line', () => /evacuation is on/.test(again.output()), 5000);
+  t.pass('logs that evacuation is on');
   const first = await rawConnect(t, again.mqttPort);
   first.send([0x10, 0x0f, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x03, 0x72, 0x34, 0x34]);
   t.same([...(await first.read(4))], [0x20, 0x02, 0x00, 0x03], 'first connect after restart refused');

@@ -10,22 +10,11 @@ import t from 'tap';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { sleep, startCluster, waitFor } from '../cluster/support.js';
 import { haveHaproxy, serverStates, startHaproxy } from './haproxy-support.js';
+import { v5 as api } from '../helpers/admin.js';
 
 const CLIENTS = 600;
 const STAY_AWAY = 20;
 const TOPIC = 'evac/all';
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
-
-async function api(node: NodeProcess, method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5${path}`, {
-    method,
-    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text === '' ? undefined : JSON.parse(text);
-}
 
 if (!(await haveHaproxy())) {
   t.plan(0, 'haproxy is not installed (Debian package haproxy)');

@@ -8,18 +8,8 @@ import t from 'tap';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { ctl, startCluster, waitFor } from '../cluster/support.js';
 import { SEPARATOR } from '../../src/rebalance/status-format.js';
+import { adminRequest as call } from '../helpers/admin.js';
 
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
-
-async function call(node: NodeProcess, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}${path}`, {
-    method,
-    headers: body === undefined ? AUTH : { ...AUTH, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
-}
 
 /** One 5.0 CONNECT: the CONNACK's reason code and Server Reference. */
 async function tryConnect(port: number, clientId: string): Promise<{ reasonCode: number; serverReference: string | undefined }> {

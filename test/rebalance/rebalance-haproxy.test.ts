@@ -14,20 +14,13 @@ import type { NodeProcess } from '../helpers/node-process.js';
 import { run, spawnProcess } from '../helpers/process.js';
 import { ctl, sleep, startCluster, waitFor } from '../cluster/support.js';
 import { haproxyCommand, haveHaproxy, serverStates, startHaproxy } from './haproxy-support.js';
+import { v5 as api } from '../helpers/admin.js';
 
 const NBENCH = join(repoRoot, 'native-bench', 'build', 'nbench');
 const PER_NBENCH = 1400;
 const MQTTJS = 200;
 const TOTAL = 2 * PER_NBENCH + MQTTJS;
 const TOPIC = 'rb/all';
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
-
-async function api(node: NodeProcess, method: string, path: string): Promise<unknown> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5${path}`, { method, headers: AUTH });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text === '' ? undefined : JSON.parse(text);
-}
 
 const live = async (n: NodeProcess): Promise<number> => ((await api(n, 'GET', '/stats')) as Array<Record<string, number>>)[0]?.['live_connections.count'] ?? 0;
 
