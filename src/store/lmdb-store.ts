@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import {
+  putSessionParts,
   sessionHeader,
   sessionParts,
   StoreError,
@@ -218,12 +219,7 @@ export class LmdbStore implements SessionStore {
         this.dropSession(key, existing.sid);
       }
       const sid = this.allocateSid();
-      for (const part of parts) {
-        if (part.kind === 'session') this.putSession(sid, part.record);
-        else if (part.kind === 'inflight') this.putInflight(sid, part.packetId, part.entry);
-        else if (part.kind === 'incoming') this.putIncoming(sid, part.packetId);
-        else this.putQueued(sid, part.entry);
-      }
+      putSessionParts(this, sid, parts);
       return sid;
     });
   }

@@ -1,6 +1,7 @@
 // The in-memory session store: the contract of store.ts without a disk, for tests and for a node
 // run without persistence. Records are copied on the way in, as a real store encodes them.
 import {
+  putSessionParts,
   sessionHeader,
   sessionParts,
   type InflightRecord,
@@ -126,12 +127,7 @@ export class MemoryStore implements SessionStore {
       this.deleteSession(header.clientId, existing.sid);
     }
     const sid = this.allocateSid();
-    for (const part of parts) {
-      if (part.kind === 'session') this.putSession(sid, part.record);
-      else if (part.kind === 'inflight') this.putInflight(sid, part.packetId, part.entry);
-      else if (part.kind === 'incoming') this.putIncoming(sid, part.packetId);
-      else this.putQueued(sid, part.entry);
-    }
+    putSessionParts(this, sid, parts);
     return sid;
   }
 

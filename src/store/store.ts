@@ -135,6 +135,16 @@ export function sessionParts(s: StoredSession, epoch: number): SessionPart[] {
   return parts;
 }
 
+/** Writes a record stream's parts under `sid` through the store's own put methods (an import). */
+export function putSessionParts(store: SessionStore, sid: number, parts: readonly SessionPart[]): void {
+  for (const part of parts) {
+    if (part.kind === 'session') store.putSession(sid, part.record);
+    else if (part.kind === 'inflight') store.putInflight(sid, part.packetId, part.entry);
+    else if (part.kind === 'incoming') store.putIncoming(sid, part.packetId);
+    else store.putQueued(sid, part.entry);
+  }
+}
+
 /** The session header of a record stream; throws on a stream that does not start with one. */
 export function sessionHeader(parts: readonly SessionPart[]): SessionRecord {
   const first = parts[0];
