@@ -31,7 +31,7 @@ export interface ClusterBridge {
 
 /** A message's cluster-wide identity, set by beginPublish or carried by a forward; undefined
  *  for one published before the node was part of a cluster. */
-export function messageKey(message: Message): string | undefined {
+export function messageKey(message: Pick<Message, 'origin' | 'originSeq'>): string | undefined {
   return message.origin === undefined ? undefined : `${message.origin}\0${message.originSeq ?? 0}`;
 }
 

@@ -179,7 +179,7 @@ export class Takeover {
       else if (part.kind === 'queued') queue.push(part.entry);
       else continue;
       if (part.kind !== 'incoming') {
-        const key = messageKey(part.entry.message as Message);
+        const key = messageKey(part.entry.message);
         if (key !== undefined) seen.add(key);
       }
     }

@@ -1,34 +1,22 @@
 // The session store contract (DESIGN.md principle 5): what the broker, the cluster takeover and the
 // rebalance state need from a node's persistent store. Two implementations: LMDB (the real one) and
 // memory (tests, and a node run without persistence); one contract suite runs against both.
-import type { Properties, QoS } from '../mqtt/packets.js';
-import type { SubscriptionOptions, WillState } from '../broker/session.js';
+import type { Message } from '../broker/message.js';
+import type { Delivery, InflightEntry, SubscriptionOptions, WillState } from '../broker/session.js';
 
-/** A message as stored: the broker's Message without its in-memory bookkeeping. */
-export interface StoredMessage {
-  topic: string;
-  payload: Buffer;
-  qos: QoS;
-  retain: boolean;
-  properties: Properties | undefined;
-  /** Absolute ms of the Message Expiry, 0 for never. */
-  expiresAt: number;
-  from: string;
-}
+/**
+ * A message as stored and as a takeover streams it: the broker's Message without `owned` (a stored
+ * payload is always its own copy). Its `origin` lets a takeover recipient drop duplicate copies.
+ */
+export type StoredMessage = Omit<Message, 'owned'>;
 
-/** One offline-queued delivery. `seq` orders a session's queue and inflight together. */
-export interface QueuedRecord {
+/** One offline-queued delivery as stored. `seq` orders a session's queue and inflight together. */
+export interface QueuedRecord extends Omit<Delivery, 'message'> {
   message: StoredMessage;
-  qos: QoS;
-  retain: boolean;
-  subscriptionId: number;
-  seq: number;
 }
 
 /** One outgoing QoS 1/2 delivery sent and unacknowledged (`released`: PUBREL sent). */
-export interface InflightRecord extends QueuedRecord {
-  released: boolean;
-}
+export interface InflightRecord extends QueuedRecord, Pick<InflightEntry, 'released'> {}
 
 /** The session header: everything but inflight, incoming QoS 2 ids and the queue. */
 export interface SessionRecord {
