@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { v5 } from '../helpers/admin.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
 import { freePort } from '../helpers/ports.js';
 import { spawnProcess, type ManagedProcess } from '../helpers/process.js';
@@ -166,10 +167,7 @@ async function forward(): Promise<void> {
 
 /** The node's session count, from the management API's client list. */
 async function sessionCount(node: BenchNode): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmt}/api/v5/clients?page=1&limit=1`, {
-    headers: { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` },
-  });
-  return ((await res.json()) as { meta: { count: number } }).meta.count;
+  return ((await v5({ mgmtPort: node.mgmt }, 'GET', '/clients?page=1&limit=1')) as { meta: { count: number } }).meta.count;
 }
 
 async function takeover(n: number): Promise<void> {

@@ -3,16 +3,17 @@
 // and the registry (one holder per client id). A node down longer than autoclean is removed.
 
 import t from 'tap';
+import { adminRequest, v5 } from '../helpers/admin.js';
 import { connectClient, messageCollector } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
-import { api, connectListening, routeNodes, sleep, startCluster, waitFor } from './support.js';
+import { connectListening, routeNodes, sleep, startCluster, waitFor } from './support.js';
 
 async function view(node: { mgmtPort: number }): Promise<{ running_nodes: string[]; stopped_nodes: string[] }> {
-  return (await api(node, '/cluster')).body as { running_nodes: string[]; stopped_nodes: string[] };
+  return (await v5(node, 'GET', '/cluster')) as { running_nodes: string[]; stopped_nodes: string[] };
 }
 
 async function holds(node: { mgmtPort: number }, clientId: string): Promise<boolean> {
-  return (await api(node, `/clients/${clientId}`)).status === 200;
+  return (await adminRequest(node, 'GET', `/api/v5/clients/${clientId}`)).status === 200;
 }
 
 const persistent = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 } };

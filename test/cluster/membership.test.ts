@@ -2,16 +2,17 @@
 // vanish and it rejoins by itself with its persistent sessions, a wrong cookie joins nothing.
 
 import t from 'tap';
+import { v5 } from '../helpers/admin.js';
 import { connectClient } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
-import { address, api, connectListening, ctl, linksUp, routeNodes, sleep, startCluster, waitFor } from './support.js';
+import { address, connectListening, ctl, linksUp, routeNodes, sleep, startCluster, waitFor } from './support.js';
 
 /** Socket close is seen at once; a silent peer within the heartbeat failure time (5 s). */
 const FAILURE_DETECTION_MS = 6000;
 
 async function running(node: { mgmtPort: number }): Promise<string[]> {
-  return ((await api(node, '/cluster')).body as { running_nodes: string[] }).running_nodes;
+  return ((await v5(node, 'GET', '/cluster')) as { running_nodes: string[] }).running_nodes;
 }
 
 t.test('join, status, kill -9 and rejoin, force-leave, leave', async (t) => {

@@ -4,6 +4,7 @@
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { v5 } from '../helpers/admin.js';
 import { repoRoot } from '../helpers/build.js';
 import { run, type RunResult } from '../helpers/clients.js';
 import { startNode, type NodeProcess, type StartNodeOptions } from '../helpers/node-process.js';
@@ -89,17 +90,8 @@ export async function ctl(node: Pick<NodeProcess, 'mgmtPort'>, args: string[]): 
   return run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${node.mgmtPort}`, ...args], { timeoutMs: 20_000 });
 }
 
-/** GET /api/v5<path> on a node's management API, with the default credentials. */
-export async function api(node: Pick<NodeProcess, 'mgmtPort'>, path: string): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5${path}`, {
-    headers: { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` },
-  });
-  const text = await res.text();
-  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
-}
-
 /** The nodes with a route in a node's route table. */
 export async function routeNodes(node: Pick<NodeProcess, 'mgmtPort'>): Promise<string[]> {
-  const { body } = await api(node, '/routes');
-  return [...new Set((body as Array<{ node: string }>).map((r) => r.node))].sort();
+  const routes = (await v5(node, 'GET', '/routes')) as Array<{ node: string }>;
+  return [...new Set(routes.map((r) => r.node))].sort();
 }

@@ -3,6 +3,7 @@
 // and none is lost or duplicated beyond DUP redeliveries; racing connects end with one connection.
 
 import t from 'tap';
+import { adminRequest } from '../helpers/admin.js';
 import { connectClient } from '../helpers/clients.js';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { connectListening, sleep, startCluster, waitFor } from './support.js';
@@ -13,12 +14,9 @@ const ROUTES_SETTLE_MS = 300;
 
 /** GET /api/v5/clients/:id on a node: whether that node holds the session. */
 async function holds(node: NodeProcess, clientId: string): Promise<boolean> {
-  const res = await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5/clients/${encodeURIComponent(clientId)}`, {
-    headers: { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` },
-  });
-  await res.arrayBuffer();
-  if (res.status !== 200 && res.status !== 404) throw new Error(`GET clients/${clientId} on ${node.name}: ${res.status}`);
-  return res.status === 200;
+  const { status } = await adminRequest(node, 'GET', `/api/v5/clients/${encodeURIComponent(clientId)}`);
+  if (status !== 200 && status !== 404) throw new Error(`GET clients/${clientId} on ${node.name}: ${status}`);
+  return status === 200;
 }
 
 const persistent = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 } };

@@ -2,11 +2,11 @@
 // move on the events they count.
 import t from 'tap';
 import { rawHandshake } from '../broker/support.js';
+import { adminRequest } from '../helpers/admin.js';
 import { connectClient, rawConnect } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
 import { parsePrometheus, value, type Family } from './prom-text.js';
 
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
 
 t.test('/metrics of a real node', async (t) => {
   const node = await startNode(t);
@@ -80,7 +80,7 @@ t.test('/metrics of a real node', async (t) => {
     // A server-side disconnect (kick) and a client's DISCONNECT.
     const kicked = await connectClient(t, node.mqttPort, { clientId: 'kicked', protocolVersion: 5 });
     const gone = new Promise<void>((resolve) => kicked.once('disconnect', () => resolve()));
-    t.equal((await fetch(`http://127.0.0.1:${node.mgmtPort}/api/v5/clients/kicked`, { method: 'DELETE', headers: AUTH })).status, 204);
+    t.equal((await adminRequest(node, 'DELETE', '/api/v5/clients/kicked')).status, 204);
     await gone;
     const polite = await connectClient(t, node.mqttPort, { clientId: 'polite', protocolVersion: 5 });
     await polite.endAsync();

@@ -11,6 +11,7 @@ import { runChart } from '../../src/cli/chart.js';
 import { queryRange, type RangeSeries } from '../../src/metrics/prometheus-api.js';
 import { sleep, startCluster, waitFor } from '../cluster/support.js';
 import { rawHandshake } from '../broker/support.js';
+import { adminRequest, v5 } from '../helpers/admin.js';
 import { connectClient, rawConnect } from '../helpers/clients.js';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
@@ -18,7 +19,6 @@ import { startProcess } from '../helpers/process.js';
 import { dashboardQueries } from './dashboards.js';
 
 const PROMETHEUS = [process.env.PROMETHEUS_BIN, '/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((p) => p !== undefined && p !== '' && existsSync(p));
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}` };
 /** Clients per node before the evacuation; node 1 also holds disconnected persistent sessions. */
 const ON_NODE1 = 60;
 const ON_OTHERS = 20;
@@ -119,12 +119,13 @@ t.test('dashboards against a real Prometheus during an evacuation', { skip: PROM
 
   await sleep(4000); // the level before: 60 / 20 / 20
   const t0 = Math.floor(Date.now() / 1000) - 2;
-  const started = await fetch(`http://127.0.0.1:${n2.mgmtPort}/api/v5/load_rebalance/${n1.name}/evacuation/start`, {
-    method: 'POST',
-    headers: { ...AUTH, 'content-type': 'application/json' },
-    body: JSON.stringify({ conn_evict_rate: CONN_EVICT_RATE, sess_evict_rate: 20, wait_takeover: 2, wait_health_check: 0 }),
+  const started = await adminRequest(n2, 'POST', `/api/v5/load_rebalance/${n1.name}/evacuation/start`, {
+    conn_evict_rate: CONN_EVICT_RATE,
+    sess_evict_rate: 20,
+    wait_takeover: 2,
+    wait_health_check: 0,
   });
-  t.equal(started.status, 200, `evacuation started: ${await started.text()}`);
+  t.equal(started.status, 200, `evacuation started: ${JSON.stringify(started.json)}`);
   // What the refusal panels show: a CONNECT to the evacuated node (0x9C), one refused for its
   // client id (3.1.1, empty id with Clean Session 0 [MQTT-3.1.3-8]), a malformed packet.
   const refused = await open(n1.mqttPort, 'latecomer', false).then(
@@ -140,8 +141,7 @@ t.test('dashboards against a real Prometheus during an evacuation', { skip: PROM
   malformed.send([0x80, 0x00]); // SUBSCRIBE with reserved flags 0000 [MQTT-3.8.1-1]
   await malformed.closed();
   await waitFor('node 1 evacuated: prohibiting with no connection and no session', async () => {
-    const res = await fetch(`http://127.0.0.1:${n1.mgmtPort}/api/v5/load_rebalance/status`, { headers: AUTH });
-    const s = (await res.json()) as { state?: string; stats?: { current_connected: number; current_sessions: number } };
+    const s = (await v5(n1, 'GET', '/load_rebalance/status')) as { state?: string; stats?: { current_connected: number; current_sessions: number } };
     return s.state === 'prohibiting' && s.stats?.current_connected === 0 && s.stats.current_sessions === 0;
   }, 40_000);
   await waitFor('every evicted client reconnected elsewhere', () => moved === ON_NODE1, 10_000);

@@ -8,32 +8,32 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { adminRequest, v5 as api } from '../helpers/admin.js';
 import { freePort } from '../helpers/ports.js';
 
-const AUTH = { authorization: `Basic ${Buffer.from('admin:public').toString('base64')}`, 'content-type': 'application/json' };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Bench {
   name: string;
   mqtt: number;
-  mgmt: number;
+  mgmtPort: number;
   cluster: number;
   proc: ChildProcess;
   dir: string;
 }
 
 async function start(name: string, join_?: Bench): Promise<Bench> {
-  const [mqtt, mgmt, cluster] = [await freePort(), await freePort(), await freePort()];
+  const [mqtt, mgmtPort, cluster] = [await freePort(), await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), 'tidemq-bench-'));
-  const args = ['bin/tidemq', 'start', '--node', name, '--mqtt-port', String(mqtt), '--mgmt-port', String(mgmt), '--cluster-port', String(cluster), '--ws-port', '0', '--data-dir', dir];
+  const args = ['bin/tidemq', 'start', '--node', name, '--mqtt-port', String(mqtt), '--mgmt-port', String(mgmtPort), '--cluster-port', String(cluster), '--ws-port', '0', '--data-dir', dir];
   if (join_ !== undefined) args.push('--join', `${join_.name}:${join_.cluster}`);
   const proc = spawn(process.execPath, args, { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '' } });
   for (let i = 0; i < 100; i++) {
     await sleep(100);
-    const ok = await fetch(`http://127.0.0.1:${mgmt}/api/v5/load_rebalance/status`, { headers: AUTH }).then((r) => r.ok, () => false);
+    const ok = await adminRequest({ mgmtPort }, 'GET', '/api/v5/load_rebalance/status').then((r) => r.status === 200, () => false);
     if (ok) break;
   }
-  return { name, mqtt, mgmt, cluster, proc, dir };
+  return { name, mqtt, mgmtPort, cluster, proc, dir };
 }
 
 async function stop(b: Bench): Promise<void> {
@@ -41,13 +41,6 @@ async function stop(b: Bench): Promise<void> {
   if (b.proc.pid !== undefined) process.kill(b.proc.pid, 'SIGKILL');
   await exited;
   rmSync(b.dir, { recursive: true, force: true });
-}
-
-async function api(b: Bench, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const r = await fetch(`http://127.0.0.1:${b.mgmt}/api/v5${path}`, { method, headers: AUTH, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${path}: ${r.status} ${text}`);
-  return text === '' ? {} : (JSON.parse(text) as Record<string, unknown>);
 }
 
 /** A 3.1.1 CONNECT: clean session (or not), keepalive 0. */
@@ -82,7 +75,7 @@ async function openClients(b: Bench, n: number, prefix: string, clean: boolean, 
 async function waitState(b: Bench, state: string, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
-    const s = await api(b, 'GET', '/load_rebalance/status');
+    const s = (await api(b, 'GET', '/load_rebalance/status')) as { state?: string };
     if (s.state === state) return performance.now();
     await sleep(20);
   }
@@ -122,7 +115,7 @@ try {
     await api(a, 'POST', `/load_rebalance/${a.name}/evacuation/start`, { sess_evict_rate: 100000, wait_takeover: 0 });
     const t0 = await waitState(a, 'evicting_sessions', 30_000);
     const t1 = await waitState(a, 'prohibiting', 120_000);
-    const moved = ((await api(b2, 'GET', '/stats')) as unknown as Array<Record<string, number>>)[0]?.['sessions.count'];
+    const moved = ((await api(b2, 'GET', '/stats')) as Array<Record<string, number>>)[0]?.['sessions.count'];
     console.log(`session migration: ${n} sessions in ${Math.round(t1 - t0)} ms = ${((n * 1000) / (t1 - t0)).toFixed(0)} sessions/s (node 2 now holds ${moved})`);
     await api(a, 'POST', `/load_rebalance/${a.name}/evacuation/stop`);
   }
