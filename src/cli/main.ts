@@ -1,6 +1,6 @@
-// The `tidemq` command line (SPEC 13): `start` and `passwd`. bin/tidemq calls main().
-import { readFileSync } from 'node:fs';
+// The `tidemq` command line (SPEC 13): `start`, `passwd`, and `ctl` (its own parser, ctl.ts). bin/tidemq calls main().
 import yargs from 'yargs';
+import { VERSION } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
 import { runCtl } from './ctl.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
@@ -8,9 +8,6 @@ import { runStart } from './start.js';
 
 /** Exit code of a command line yargs rejects (unknown flag, missing argument). */
 export const EXIT_USAGE = 2;
-
-// Same relative path from src/cli/ and from dist/cli/.
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 /** A command line yargs rejects. */
 class UsageError extends Error {}
@@ -75,7 +72,7 @@ export async function main(args: string[]): Promise<void> {
     .strict()
     .help()
     .alias('help', 'h')
-    .version(version)
+    .version(VERSION)
     .wrap(Math.min(100, yargs().terminalWidth()))
     .exitProcess(false)
     .fail((msg, err) => {

@@ -33,6 +33,13 @@ t.test('--help', async (t) => {
   t.match((await tidemq(['passwd', '--help'])).stdout, /--password/);
 });
 
+t.test('--version prints the package version', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  const r = await tidemq(['--version']);
+  t.equal(r.code, 0);
+  t.equal(r.stdout, `${version}\n`);
+});
+
 t.test('usage errors exit 2', async (t) => {
   const bogus = await tidemq(['start', '--bogus-flag']);
   t.equal(bogus.code, 2);
