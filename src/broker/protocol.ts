@@ -425,7 +425,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (p.qos === 1) this.ack(encodeAck(PacketType.PUBACK, p.packetId, reason, this.version), writes);
     else if (p.qos === 2) {
       if (reason < 0x80) {
-        session.incomingQos2.add(p.packetId);
+        session.addIncoming(p.packetId);
         if (session.journal !== null) session.journal.incoming(p.packetId, true);
       }
       this.ack(encodeAck(PacketType.PUBREC, p.packetId, reason, this.version), writes);
@@ -461,7 +461,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
 
   private onPubrel(p: AckPacket): void {
     const session = this.session as Session;
-    const found = session.incomingQos2.delete(p.packetId);
+    const found = session.releaseIncoming(p.packetId);
     if (found && session.journal !== null) session.journal.incoming(p.packetId, false);
     const reason = found || this.version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound;
     this.send(encodeAck(PacketType.PUBCOMP, p.packetId, reason, this.version));

@@ -56,6 +56,9 @@ export interface SessionCounters {
   dropped: number;
 }
 
+const NO_INFLIGHT: ReadonlyMap<number, InflightEntry> = new Map();
+const NO_INCOMING: ReadonlySet<number> = new Set();
+
 /**
  * One client's session (spec 4.1): plain data that can be stored or moved to another node, plus
  * the QoS 1/2 delivery rules that decide between sending now, queueing and dropping.
@@ -63,10 +66,9 @@ export interface SessionCounters {
 export class Session {
   readonly clientId: string;
   readonly subscriptions = new Map<string, SubscriptionOptions>();
-  /** Outgoing QoS 1/2, by packet id, in send order. */
-  readonly inflight = new Map<number, InflightEntry>();
-  /** Incoming QoS 2 packet ids received and not yet released by PUBREL. */
-  readonly incomingQos2 = new Set<number>();
+  /** Allocated on first use: most sessions never have QoS 1/2 in flight (memory per connection). */
+  private inflightMap: Map<number, InflightEntry> | null = null;
+  private incomingSet: Set<number> | null = null;
   /** The offline queue is items[head..]: sent deliveries are cut off the front in bulk, so an
    *  ack with a long backlog costs O(1), not a move of the whole rest. */
   private items: Delivery[] = [];
@@ -94,6 +96,30 @@ export class Session {
     this.clientId = clientId;
     this.expiryInterval = expiryInterval;
     this.createdAt = now;
+  }
+
+  /** Outgoing QoS 1/2, by packet id, in send order. */
+  get inflight(): ReadonlyMap<number, InflightEntry> {
+    return this.inflightMap ?? NO_INFLIGHT;
+  }
+
+  /** Records an outgoing QoS 1/2 delivery under its packet id (sent now, or restored). */
+  trackInflight(packetId: number, entry: InflightEntry): void {
+    (this.inflightMap ??= new Map()).set(packetId, entry);
+  }
+
+  /** Incoming QoS 2 packet ids received and not yet released by PUBREL. */
+  get incomingQos2(): ReadonlySet<number> {
+    return this.incomingSet ?? NO_INCOMING;
+  }
+
+  addIncoming(packetId: number): void {
+    (this.incomingSet ??= new Set()).add(packetId);
+  }
+
+  /** PUBREL: returns whether the id was awaiting it. */
+  releaseIncoming(packetId: number): boolean {
+    return this.incomingSet !== null && this.incomingSet.delete(packetId);
   }
 
   /** The offline queue in order (compacted on access: for readers outside the delivery path). */
@@ -126,7 +152,7 @@ export class Session {
 
   /** PUBACK, or PUBCOMP, or a PUBREC with an error reason: the delivery is complete. */
   complete(packetId: number): boolean {
-    const found = this.inflight.delete(packetId);
+    const found = this.inflightMap !== null && this.inflightMap.delete(packetId);
     if (found && this.journal !== null) this.journal.completed(packetId);
     if (found && this.owner !== null) this.drain(this.owner);
     return found;
@@ -151,7 +177,7 @@ export class Session {
     for (const [packetId, entry] of this.inflight) {
       if (entry.released) owner.sendPubrel(packetId);
       else if (!owner.sendPublish(entry, packetId, true)) {
-        this.inflight.delete(packetId);
+        this.inflightMap?.delete(packetId);
         if (this.journal !== null) this.journal.completed(packetId);
       }
     }
@@ -197,7 +223,7 @@ export class Session {
     const packetId = this.allocatePacketId();
     const entry: InflightEntry = { message: d.message, qos: d.qos, retain: d.retain, subscriptionId: d.subscriptionId, seq: d.seq, released: false };
     if (!owner.sendPublish(entry, packetId, false)) return;
-    this.inflight.set(packetId, entry);
+    this.trackInflight(packetId, entry);
     if (this.journal !== null) this.journal.inflight(packetId, entry);
   }
 

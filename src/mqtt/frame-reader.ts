@@ -40,7 +40,7 @@ export class FrameReader {
   private first = true;
   private halted = false;
   /** Start of a fixed header split across chunks (at most 4 bytes: header byte + 3 varint bytes). */
-  private readonly head = Buffer.alloc(5);
+  private head: Buffer | undefined; // allocated on the first split header: most connections never see one
   private headLen = 0;
   /** The packet being assembled from several chunks. */
   private header = 0;
@@ -87,7 +87,7 @@ export class FrameReader {
       this.checkHeader(header);
       const length = parseVarint(chunk, pos + 1, end);
       if (length === VARINT_INCOMPLETE) {
-        chunk.copy(this.head, 0, pos, end);
+        chunk.copy((this.head ??= Buffer.allocUnsafe(5)), 0, pos, end);
         this.headLen = end - pos;
         return;
       }
@@ -107,16 +107,17 @@ export class FrameReader {
 
   /** Appends the next bytes of a split fixed header; returns the chunk position after it, or -1. */
   private completeHead(chunk: Buffer): number {
+    const head = this.head as Buffer; // set when headLen > 0
     const had = this.headLen;
-    const take = Math.min(this.head.length - had, chunk.length);
-    chunk.copy(this.head, had, 0, take);
-    const length = parseVarint(this.head, 1, had + take);
+    const take = Math.min(head.length - had, chunk.length);
+    chunk.copy(head, had, 0, take);
+    const length = parseVarint(head, 1, had + take);
     if (length === VARINT_INCOMPLETE) {
       this.headLen = had + take;
       return -1;
     }
     const headerBytes = 1 + this.checkLength(length);
-    const header = this.head[0]!;
+    const header = head[0]!;
     this.headLen = 0;
     const pos = headerBytes - had;
     this.header = header;

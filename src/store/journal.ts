@@ -89,11 +89,11 @@ export function restoreSession(stored: StoredSession, store: SessionStore, now: 
   let seq = 0;
   let lastPacketId = 0;
   for (const [packetId, e] of stored.inflight) {
-    session.inflight.set(packetId, { message: toMessage(e.message), qos: e.qos, retain: e.retain, subscriptionId: e.subscriptionId, seq: e.seq, released: e.released });
+    session.trackInflight(packetId, { message: toMessage(e.message), qos: e.qos, retain: e.retain, subscriptionId: e.subscriptionId, seq: e.seq, released: e.released });
     seq = Math.max(seq, e.seq);
     lastPacketId = packetId;
   }
-  for (const packetId of stored.incoming) session.incomingQos2.add(packetId);
+  for (const packetId of stored.incoming) session.addIncoming(packetId);
   for (const q of stored.queue) {
     session.queue.push({ message: toMessage(q.message), qos: q.qos, retain: q.retain, subscriptionId: q.subscriptionId, seq: q.seq });
     session.queuedBytes += q.message.payload.length;
