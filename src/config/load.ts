@@ -184,4 +184,7 @@ function validate(config: Config): void {
   if (cluster.discovery === 'dns' && cluster.dns_name === '') {
     throw new ConfigError('cluster.dns_name: expected a DNS name when cluster.discovery is dns');
   }
+  // The two sides of a healed partition always merge; leaving them apart is not implemented, and
+  // a setting that would be silently ignored is refused instead.
+  if (!cluster.autoheal) throw new ConfigError('cluster.autoheal: only true is supported (healed partitions always merge)');
 }

@@ -101,7 +101,7 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
     mqtt: {
       max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15,
       max_inflight: 32, max_queued: 1000, max_queued_bytes: 64 * 1024 * 1024, max_connections: 1_000_000,
-      max_conn_rate: 0, max_conn_burst: 0, max_topic_levels: 128, max_client_id_length: 65535, max_topic_alias: 65535,
+      max_conn_rate: 0, max_conn_burst: 0, max_topic_levels: 128, max_client_id_length: 65535, max_topic_alias: 64,
       session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
       shared_subscriptions: true, subscription_identifiers: true,
     },

@@ -217,6 +217,11 @@ t.test('sizes and durations in their accepted forms', async (t) => {
   t.equal(dur('1h'), 3600);
 });
 
+t.test('cluster.autoheal = false is refused, not silently ignored', async (t) => {
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__AUTOHEAL: 'false' })), /cluster\.autoheal/);
+  t.equal(loadConfig({}, { TIDEMQ_CLUSTER__AUTOHEAL: 'true' }).cluster.autoheal, true);
+});
+
 t.test('cross-key rules', async (t) => {
   t.match(configError(() => loadConfig({}, { TIDEMQ_MANAGEMENT__BIND: '0.0.0.0' })), /management\.bind.*management\.password.*"public"/, 'public bind, default password');
   t.equal(loadConfig({}, { TIDEMQ_MANAGEMENT__BIND: '0.0.0.0', TIDEMQ_MANAGEMENT__PASSWORD: 'x' }).management.bind, '0.0.0.0', 'allowed with a password');
