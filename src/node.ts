@@ -97,11 +97,14 @@ async function startManagement(broker: Broker, cluster: Cluster, rebalance: Node
 }
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
+  // A bad password or ACL file is a configuration error: found before anything is created.
+  const authenticator = createAuthenticator(config.auth);
+  const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });
   // A corrupt or incompatible store throws here, naming its path, before anything listens.
   const store = LmdbStore.open(join(config.node.data_dir, 'lmdb'));
   const wheel = new TimerWheel(WHEEL_TICK_MS);
-  const broker = new Broker(config, wheel, createAuthenticator(config.auth), loadAcl(config.auth), log, store);
+  const broker = new Broker(config, wheel, authenticator, acl, log, store);
   const restored = broker.restore(Date.now());
   log.info({ path: store.path, ...restored }, 'session store loaded');
   const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);

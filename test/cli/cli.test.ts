@@ -88,6 +88,18 @@ t.test('start with a bad configuration exits 2 naming the key, before starting',
   });
   t.equal(await pw.exited, 2, 'a bad password file is a configuration error too');
   t.match(pw.stderr(), /bad-passwd:1: expected user:scrypt/);
+  t.throws(() => statSync(join(dir, 'pw-data')), 'no data dir was created');
+
+  const acl = spawnProcess({
+    name: 'acl',
+    command: process.execPath,
+    args: [bin, 'start', '--mqtt-port', '0', '--data-dir', join(dir, 'acl-data')],
+    cwd: dir,
+    env: { TIDEMQ_AUTH__ACL_FILE: join(dir, 'no-such-acl') },
+  });
+  t.equal(await acl.exited, 2, 'an unreadable ACL file is a configuration error');
+  t.match(acl.stderr(), /cannot read auth\.acl_file .*no-such-acl: ENOENT/);
+  t.throws(() => statSync(join(dir, 'acl-data')), 'no data dir was created');
 });
 
 t.test('start runs a node and stops it on SIGTERM with exit 0', async (t) => {
