@@ -89,7 +89,7 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 /** The management HTTP server with this node's metrics; returns its bound port. */
 async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
-  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance });
+  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster });
   const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster };
   const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
   stops.push(async () => server.close());

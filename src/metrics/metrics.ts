@@ -25,8 +25,10 @@ export interface MetricsSources {
   readonly broker: Broker;
   /** Running listeners and their accept counters (label `listener`). */
   readonly listeners: ReadonlyArray<{ readonly name: string; readonly stats: ListenerStats }>;
-  /** The eviction agent and evacuation, when the node has them, and through it the cluster. */
+  /** The eviction agent, evacuation and rebalance, when the node has them. */
   readonly rebalance?: NodeRebalance;
+  /** Membership, forwarding, migration and RPCs, when the node has a cluster. */
+  readonly cluster?: Cluster;
 }
 
 /** Lower-case packet type names by type number, for the `type` label. */
@@ -106,8 +108,7 @@ export class Metrics {
     this.counter('tidemq_sessions_expired_total', 'Disconnected sessions that expired', () => stats.sessionsExpired);
     this.counter('tidemq_wills_published_total', 'Will messages published', () => stats.willsPublished);
     if (src.rebalance !== undefined) this.rebalanceMetrics(src.rebalance);
-    const cluster = src.rebalance?.cluster;
-    if (cluster != null) this.clusterMetrics(cluster);
+    if (src.cluster !== undefined) this.clusterMetrics(src.cluster);
   }
 
   /** Members, forwarding, session migration and inter-node RPCs (SPEC 10). */

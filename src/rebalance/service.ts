@@ -66,7 +66,7 @@ export class NodeRebalance implements SessionMover, Participants {
   constructor(
     private readonly broker: Broker,
     private readonly store: SessionStore | null,
-    readonly cluster: Cluster | null,
+    private readonly cluster: Cluster | null,
     private readonly log: Logger,
     clock: Clock = realClock,
   ) {

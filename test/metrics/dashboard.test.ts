@@ -27,10 +27,11 @@ t.test('the dashboards use only exported metrics', async (t) => {
   const log = pino({ level: 'silent' });
   const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
   // A node's full set: the cluster and rebalance metrics come with those parts (not started here).
-  const rebalance = new NodeRebalance(broker, null, new Cluster(broker, config, log), log);
+  const cluster = new Cluster(broker, config, log);
+  const rebalance = new NodeRebalance(broker, null, cluster, log);
   t.teardown(() => rebalance.close());
   const listeners = [{ name: 'tcp', stats: { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0 } }];
-  const metrics = new Metrics({ nodeName: config.node.name, version: 'test', broker, listeners, rebalance });
+  const metrics = new Metrics({ nodeName: config.node.name, version: 'test', broker, listeners, rebalance, cluster });
   const families = parsePrometheus(await metrics.text());
   const exported = new Set<string>();
   for (const [name, f] of families) {
@@ -66,4 +67,23 @@ t.test('the dashboards use only exported metrics', async (t) => {
   ]) {
     t.ok(all.has(name), `a dashboard charts ${name}`);
   }
+});
+
+t.test('the cluster metrics come with the cluster source, the rebalance ones with rebalance', async (t) => {
+  const config = defaultConfig();
+  const log = pino({ level: 'silent' });
+  const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const cluster = new Cluster(broker, config, log);
+  const rebalance = new NodeRebalance(broker, null, cluster, log);
+  t.teardown(() => rebalance.close());
+  const names = async (sources: { rebalance?: NodeRebalance; cluster?: Cluster }): Promise<Set<string>> =>
+    new Set(parsePrometheus(await new Metrics({ nodeName: config.node.name, version: 'test', broker, listeners: [], ...sources }).text()).keys());
+  const bare = await names({});
+  t.notOk(bare.has('tidemq_cluster_members') || bare.has('tidemq_evacuation_state'), 'a bare broker has neither');
+  const rebalanceOnly = await names({ rebalance });
+  t.ok(rebalanceOnly.has('tidemq_evacuation_state'));
+  t.notOk(rebalanceOnly.has('tidemq_cluster_members'), 'the cluster is not reached through rebalance');
+  const clusterOnly = await names({ cluster });
+  t.ok(clusterOnly.has('tidemq_cluster_members') && clusterOnly.has('tidemq_sessions_migrated_total'));
+  t.notOk(clusterOnly.has('tidemq_evacuation_state'));
 });
