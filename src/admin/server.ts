@@ -10,7 +10,7 @@ import { rebalanceRoutes } from './rebalance-routes.js';
 import type { AdminContext } from './context.js';
 import { listenHttp, type HttpServer } from './http.js';
 
-/** Each family of endpoints is a module; later ones (cluster, rebalance) join this list. */
+/** Each family of endpoints is a module. */
 const ROUTE_MODULES: ReadonlyArray<(ctx: AdminContext) => Route[]> = [brokerRoutes, clientRoutes, clusterRoutes, rebalanceRoutes];
 
 /** Request bodies are small JSON documents (rebalance options). */

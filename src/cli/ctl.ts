@@ -57,7 +57,7 @@ export interface CtlFamily {
   readonly commands: readonly CtlCommand[];
 }
 
-/** Every command family; cluster and rebalance add theirs here. */
+/** Every command family, each a module. */
 const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, clusterCommands, rebalanceCommands];
 
 export interface CtlIo {

@@ -1,5 +1,5 @@
 // Request/response over cluster links: method name -> handler, every call bounded by a timeout
-// (cluster.rpc_timeout). Takeover, and later eviction and rebalance, are built on it.
+// (cluster.rpc_timeout). Takeover, session eviction and rebalance are built on it.
 import { LatencyHistogram } from '../metrics/latency.js';
 import type { Link } from './link.js';
 import { Msg } from './messages.js';
