@@ -8,11 +8,11 @@ import { brokerCommands } from './ctl-broker.js';
 import { clientCommands } from './ctl-clients.js';
 import { clusterCommands } from './ctl-cluster.js';
 import { rebalanceCommands } from './ctl-rebalance.js';
+import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 
 export const DEFAULT_API = 'http://127.0.0.1:8081';
-/** Exit codes: a failed command, and a command line that does not parse. */
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
+/** Exit code of a failed command. */
+const EXIT_FAILED = 1;
 /** A node that does not answer within this is reported unreachable. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -149,12 +149,9 @@ function context(conn: Connection, json: boolean, io: CtlIo): CtlContext {
   };
 }
 
-/** A command line yargs rejects. */
-class UsageError extends Error {}
-
 /** Runs `tidemq ctl <args>`; returns the exit code. */
 export async function runCtl(args: readonly string[], io: CtlIo = processIo): Promise<number> {
-  let cli = yargs([...args])
+  let cli = strictParser(yargs([...args]))
     .scriptName('tidemq ctl')
     .usage('$0 [--api URL] [--user U] [--password P] <command>')
     .option('api', { type: 'string', describe: `management API URL (${DEFAULT_API})`, requiresArg: true })
@@ -190,16 +187,7 @@ export async function runCtl(args: readonly string[], io: CtlIo = processIo): Pr
   try {
     await cli
       .demandCommand(1, `a command is needed: ${FAMILIES.map((f) => f.name).join(', ')}`)
-      .strict()
-      .help()
-      .alias('help', 'h')
       .version(false)
-      .wrap(Math.min(100, yargs().terminalWidth()))
-      .exitProcess(false)
-      .fail((msg, err) => {
-        if (err && err.name !== 'YError') throw err;
-        throw new UsageError(msg ?? err.message);
-      })
       .parseAsync();
   } catch (err) {
     if (err instanceof UsageError) {

@@ -3,19 +3,14 @@ import yargs from 'yargs';
 import { VERSION } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
 import { runCtl } from './ctl.js';
+import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
-
-/** Exit code of a command line yargs rejects (unknown flag, missing argument). */
-export const EXIT_USAGE = 2;
-
-/** A command line yargs rejects. */
-class UsageError extends Error {}
 
 /** Runs one command line (without `node` and the script path); sets process.exitCode. */
 export async function main(args: string[]): Promise<void> {
   if (args[0] === 'ctl') return void (process.exitCode = await runCtl(args.slice(1))); // its own parser: ctl.ts
-  const cli = yargs(args)
+  const cli = strictParser(yargs(args))
     .scriptName('tidemq')
     .usage('$0 <command> [options]')
     .command(
@@ -69,17 +64,7 @@ export async function main(args: string[]): Promise<void> {
       },
     )
     .demandCommand(1, 'a command is needed: start or passwd')
-    .strict()
-    .help()
-    .alias('help', 'h')
-    .version(VERSION)
-    .wrap(Math.min(100, yargs().terminalWidth()))
-    .exitProcess(false)
-    .fail((msg, err) => {
-      // yargs reports usage problems as a message or its own YError; errors from handlers pass on.
-      if (err && err.name !== 'YError') throw err;
-      throw new UsageError(msg ?? err.message);
-    });
+    .version(VERSION);
   try {
     await cli.parseAsync();
   } catch (err) {
