@@ -84,10 +84,15 @@ interface PersistedState {
 
 type RetainWire = [topic: string, payload: Buffer, qos: 0 | 1 | 2, properties: Message['properties'] | null, expiresAt: number, from: string];
 
+/** A retained message as Retain and RetainSync carry it. */
+function retainWire(m: Message): RetainWire {
+  return [m.topic, m.payload, m.qos, m.properties ?? null, m.expiresAt, m.from];
+}
+
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
-  readonly routes = new RouteTable();
-  readonly registry = new Map<string, RegEntry>();
+  private readonly routes = new RouteTable();
+  private readonly registry = new Map<string, RegEntry>();
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly members = new Map<string, Member>();
@@ -121,7 +126,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   constructor(
     readonly broker: Broker,
-    readonly config: Config,
+    private readonly config: Config,
     readonly log: Logger,
   ) {
     this.node = config.node.name;
@@ -467,9 +472,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     const regs: Array<[string, number]> = [];
     for (const [clientId, e] of this.registry) if (e.node === this.node) regs.push([clientId, e.at]);
     link.send([Msg.RegSync, regs]);
-    const retained: RetainWire[] = [];
-    for (const r of this.broker.retained.messages()) retained.push([r.topic, r.payload, r.qos, r.properties ?? null, r.expiresAt, r.from]);
-    link.send([Msg.RetainSync, retained]);
+    link.send([Msg.RetainSync, Array.from(this.broker.retained.messages(), retainWire)]);
   }
 
   // ---- membership state --------------------------------------------------------------------
@@ -794,7 +797,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   // ---- retained ------------------------------------------------------------------------------
 
   retained(message: Message): void {
-    this.broadcast([Msg.Retain, message.topic, message.payload, message.qos, message.properties ?? null, message.expiresAt, message.from]);
+    this.broadcast([Msg.Retain, ...retainWire(message)]);
   }
 
   /** A replicated retained message; a sync at link-up only fills topics we do not have. */
