@@ -18,7 +18,7 @@ function maxFds(): number {
 }
 
 /** EMQX 4.4 uptime text, e.g. `2 days, 3 hours, 4 minutes, 5 seconds`. */
-export function formatUptime(ms: number): string {
+function formatUptime(ms: number): string {
   let s = Math.floor(ms / 1000);
   const parts: string[] = [];
   for (const [unit, size] of [['days', 86400], ['hours', 3600], ['minutes', 60]] as const) {

@@ -10,7 +10,7 @@ import { ApiError } from './errors.js';
 const pad = (n: number): string => String(n).padStart(2, '0');
 
 /** v4: EMQX 4.4's local `YYYY-MM-DD HH:MM:SS`; v5: RFC 3339. */
-export function formatTime(ms: number, version: ApiVersion): string {
+function formatTime(ms: number, version: ApiVersion): string {
   const d = new Date(ms);
   if (version === 'v5') return d.toISOString();
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;

@@ -10,7 +10,7 @@ import type { AdminContext } from './context.js';
 import { ApiError } from './errors.js';
 
 /** The cluster status as the API returns it. */
-export function clusterView(cluster: Cluster): { name: string; running_nodes: string[]; stopped_nodes: string[] } {
+function clusterView(cluster: Cluster): { name: string; running_nodes: string[]; stopped_nodes: string[] } {
   const { running, stopped } = cluster.status();
   return { name: cluster.node, running_nodes: running, stopped_nodes: stopped };
 }

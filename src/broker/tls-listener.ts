@@ -8,7 +8,7 @@ import { TcpConnection } from './tcp-connection.js';
 import { listenStream, type ListenerGate } from './tcp-listener.js';
 
 /** The listener's TLS settings, files read once at start (a bad file fails the start). */
-export function tlsServerOptions(broker: Broker): tls.TlsOptions {
+function tlsServerOptions(broker: Broker): tls.TlsOptions {
   const l = broker.config.listeners;
   return {
     cert: readFileSync(l.tls_cert_file),

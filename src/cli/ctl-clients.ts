@@ -6,7 +6,7 @@ const PAGE = 1000;
 const MAX_PAGES = 10_000;
 
 /** One client as a line, like EMQX's `Client(id, key=value, ...)`. */
-export function clientLine(c: Record<string, unknown>): string {
+function clientLine(c: Record<string, unknown>): string {
   const peer = c.ip_address === null ? 'undefined' : `${String(c.ip_address)}:${String(c.port)}`;
   const fields: Array<[string, unknown]> = [
     ['username', c.username ?? 'undefined'],

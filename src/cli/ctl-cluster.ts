@@ -10,7 +10,7 @@ interface ClusterView {
 const quoted = (nodes: readonly string[]): string => nodes.map((n) => `'${n}'`).join(',');
 
 /** `Cluster status: [{running_nodes,['a@h','b@h']}]`, with `{stopped_nodes,[...]}` when some are down. */
-export function statusLine(view: ClusterView): string {
+function statusLine(view: ClusterView): string {
   const parts = [`{running_nodes,[${quoted(view.running_nodes)}]}`];
   if (view.stopped_nodes.length > 0) parts.push(`{stopped_nodes,[${quoted(view.stopped_nodes)}]}`);
   return `Cluster status: [${parts.join(',')}]`;

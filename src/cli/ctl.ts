@@ -10,7 +10,7 @@ import { clusterCommands } from './ctl-cluster.js';
 import { rebalanceCommands } from './ctl-rebalance.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 
-export const DEFAULT_API = 'http://127.0.0.1:8081';
+const DEFAULT_API = 'http://127.0.0.1:8081';
 /** Exit code of a failed command. */
 const EXIT_FAILED = 1;
 /** A node that does not answer within this is reported unreachable. */

@@ -50,7 +50,7 @@ export async function setPassword(file: string, user: string, password: string):
 }
 
 /** The first line of a piped stdin (without its line end). */
-export async function readLine(input: NodeJS.ReadableStream): Promise<string> {
+async function readLine(input: NodeJS.ReadableStream): Promise<string> {
   let text = '';
   for await (const chunk of input) {
     text += chunk.toString();

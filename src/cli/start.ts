@@ -6,7 +6,7 @@ import type { StartFlags } from '../config/schema.js';
 import { createLogger } from '../log.js';
 
 /** Exit code of a bad configuration (SPEC 13). */
-export const EXIT_CONFIG = 2;
+const EXIT_CONFIG = 2;
 
 export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let config;

@@ -66,7 +66,7 @@ const MAX_REDIRECTS = 3;
  * The session as a record stream, at `epoch`. Queue and inflight are renumbered in order, so a
  * session never journaled (no store order yet) imports as well as a stored one.
  */
-export function exportParts(session: Session, epoch: number): SessionPart[] {
+function exportParts(session: Session, epoch: number): SessionPart[] {
   const parts: SessionPart[] = [{ kind: 'session', record: sessionRecord(session, epoch) }];
   let seq = 0;
   for (const [packetId, entry] of session.inflight) parts.push({ kind: 'inflight', packetId, entry: { ...entry, seq: ++seq } });

@@ -74,8 +74,8 @@ export const SCHEMA: Schema = {
   log: { level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) },
 };
 
-export const DEFAULT_NODE_NAME = 'tidemq@127.0.0.1';
-export const CLUSTER_BASE_PORT = 4370;
+const DEFAULT_NODE_NAME = 'tidemq@127.0.0.1';
+const CLUSTER_BASE_PORT = 4370;
 
 /** `4370 + N`, N the numeric suffix of the name before '@' (`tidemq2@h` and `tidemq-2@h` -> 4372). */
 export function defaultClusterPort(name: string): number {
@@ -83,7 +83,7 @@ export function defaultClusterPort(name: string): number {
   return CLUSTER_BASE_PORT + (m ? Number(m[1]) : 0);
 }
 
-export function defaultDataDir(name: string): string {
+function defaultDataDir(name: string): string {
   return `./data/${name}`;
 }
 

@@ -16,7 +16,7 @@ import { countBroker, type BrokerCounts } from './counts.js';
 import { LATENCY_BUCKETS, type LatencyHistogram } from './latency.js';
 
 /** Prefix of every metric name, prom-client's default process and Node.js metrics included. */
-export const METRIC_PREFIX = 'tidemq_';
+const METRIC_PREFIX = 'tidemq_';
 
 /** What the metrics read. */
 export interface MetricsSources {

@@ -20,14 +20,14 @@ export type RebalanceState = (typeof REBALANCE_STATES)[number];
 /** The coordinator reads and syncs this often. */
 export const TICK_MS = 1000;
 /** An eviction instruction covers this long: donors keep evicting evenly until the next one arrives. */
-export const EVICT_WINDOW_MS = 1500;
+const EVICT_WINDOW_MS = 1500;
 /**
  * Evicted clients not back on a recipient count as reconnecting (donors stop at the mean with them
  * counted) for this long at most; after that they count as gone and donors may evict further.
  */
-export const RECONNECT_GRACE_MS = 10_000;
+const RECONNECT_GRACE_MS = 10_000;
 /** evicting_sessions ends when no donor's disconnected sessions moved for this many ticks. */
-export const STALL_TICKS = 5;
+const STALL_TICKS = 5;
 
 /** How the coordinator reaches each participant: local calls for itself, RPCs for the others. */
 export interface Participants {

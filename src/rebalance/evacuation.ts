@@ -48,7 +48,7 @@ export interface EvacuationStatus {
   stats: { initial_connected: number; current_connected: number; initial_sessions: number; current_sessions: number };
 }
 
-export function toPersisted(o: EvacuationOptions): PersistedEvacuation {
+function toPersisted(o: EvacuationOptions): PersistedEvacuation {
   return {
     redirect_to: o.redirectTo ?? null,
     conn_evict_rate: o.connEvictRate,
@@ -59,7 +59,7 @@ export function toPersisted(o: EvacuationOptions): PersistedEvacuation {
 }
 
 /** A stored evacuation back as options; undefined for anything that is not one (never stored, or stopped). */
-export function fromPersisted(v: unknown): EvacuationOptions | undefined {
+function fromPersisted(v: unknown): EvacuationOptions | undefined {
   if (typeof v !== 'object' || v === null) return undefined;
   const p = v as Partial<PersistedEvacuation>;
   const int = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;

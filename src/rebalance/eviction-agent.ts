@@ -26,9 +26,9 @@ export interface SessionMover {
 }
 
 /** Session moves in flight at once: bounds memory and RPCs whatever the rate. */
-export const MAX_MOVES_IN_FLIGHT = 256;
+const MAX_MOVES_IN_FLIGHT = 256;
 /** A session whose move failed this often is left alone (it expires here) rather than retried forever. */
-export const MAX_MOVE_ATTEMPTS = 3;
+const MAX_MOVE_ATTEMPTS = 3;
 
 export class EvictionAgent {
   private current: AgentState | null = null;

@@ -29,7 +29,7 @@ function fields(kind: StartKind): readonly Field[] {
 }
 
 /** `conn_evict_rate` -> `--conn-evict-rate`. */
-export function flagOf(name: string): string {
+function flagOf(name: string): string {
   return `--${name.replace(/_/g, '-')}`;
 }
 
@@ -59,7 +59,7 @@ export const EVACUATION_DEFAULTS: EvacuationOptions = {
 };
 
 /** A node list as given: a JSON array of names, or one string split on spaces and commas. */
-export function splitNodes(value: string): string[] {
+function splitNodes(value: string): string[] {
   return value.split(/[\s,]+/).filter((s) => s !== '');
 }
 

@@ -17,7 +17,7 @@ import { checkMigrateTo, evacuationFromJson, rebalanceFromJson, rebalanceFromQue
 import { previewPlan, type PlanPreview } from './plan.js';
 
 /** Store key of the persisted evacuation. */
-export const EVACUATION_KEY = 'evacuation';
+const EVACUATION_KEY = 'evacuation';
 
 /** `GET /load_rebalance/status` of a node (SPEC 8). */
 export type NodeStatus =

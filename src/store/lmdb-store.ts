@@ -23,7 +23,7 @@ import {
 } from './store.js';
 
 /** On-disk layout version; a store written with another one is refused, never rewritten. */
-export const STORE_FORMAT = 1;
+const STORE_FORMAT = 1;
 /** sids are reserved in blocks, so allocating one rarely writes. */
 const SID_BLOCK = 1024;
 /** LMDB keys are bounded (lmdb-js: 1978 bytes); longer topics and client ids are keyed by hash. */
