@@ -77,11 +77,13 @@ export function clientRoutes(ctx: AdminContext): Route[] {
       method: 'DELETE',
       path: '/clients/:clientid',
       handler: (req) => {
-        const owner = lookup(ctx, req)?.owner;
-        // A disconnected session has no connection to end.
-        if (!(owner instanceof Protocol)) throw notFound();
+        const session = lookup(ctx, req);
+        if (session === undefined) throw notFound();
+        const owner = session.owner;
         // A server-side disconnect: 5.0 gets DISCONNECT 0x98, and the will is published [MQTT-3.1.2-8].
-        owner.disconnect(ReasonCode.AdministrativeAction, true);
+        if (owner instanceof Protocol) owner.disconnect(ReasonCode.AdministrativeAction, true);
+        // A disconnected session is discarded, as EMQX 4.4 does.
+        else ctx.broker.endSession(session);
         return done();
       },
     },

@@ -391,10 +391,19 @@ export class Broker {
   }
 
   private expire(session: Session): void {
-    if (session.owner !== null || this.sessions.get(session.clientId) !== session) return;
+    if (this.endSession(session)) this.stats.sessionsExpired++;
+  }
+
+  /**
+   * Ends a disconnected session now, as its expiry would: a will still waiting for its delay goes
+   * out [MQTT-3.1.3-9]. Also the management API's kick of a disconnected client (EMQX discards
+   * such a session). Returns whether it ended one.
+   */
+  endSession(session: Session): boolean {
+    if (session.owner !== null || this.sessions.get(session.clientId) !== session) return false;
     if (session.will !== undefined) this.publishWill(session);
     this.discard(session);
-    this.stats.sessionsExpired++;
+    return true;
   }
 
   private publishWill(session: Session): void {
