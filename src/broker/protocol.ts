@@ -118,8 +118,9 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     return this.transport.remoteAddress;
   }
 
-  get remotePort(): number {
-    return this.transport.remotePort ?? 0;
+  /** Undefined when the transport cannot tell (WebSocket, or behind a PROXY header). */
+  get remotePort(): number | undefined {
+    return this.transport.remotePort;
   }
 
   /** Socket bytes in. Any violation ends this connection only. */

@@ -34,7 +34,8 @@ export interface WillState extends Will {
   delay: number;
 }
 
-/** What a session delivers through: a live connection (later also a socketless holder). */
+/** What a session delivers through: its live connection. A session without one (offline, or
+ *  migrated here by an evacuation) queues instead. */
 export interface SessionOwner {
   /** Outgoing QoS 1/2 window: min(client Receive Maximum, server max inflight). */
   readonly sendWindow: number;
