@@ -60,8 +60,19 @@ interface Member {
 
 interface RegEntry {
   node: string;
-  /** ms when the session opened there: of two nodes claiming a client, the later one wins. */
+  /**
+   * ms when the session opened there, raised above every claim the node knew of then: of two
+   * nodes claiming a client, the later one wins (claimBeats).
+   */
   at: number;
+}
+
+/**
+ * The total order on claims every node applies alike: the later `at` wins, a tie goes to the
+ * lower node name.
+ */
+function claimBeats(a: RegEntry, b: RegEntry): boolean {
+  return a.at > b.at || (a.at === b.at && a.node < b.node);
 }
 
 export interface ClusterStatus {
@@ -93,6 +104,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
   private readonly routes = new RouteTable();
   private readonly registry = new Map<string, RegEntry>();
+  /** Winning claims on sessions this node was handing over when they came: settled at its end. */
+  private readonly deferredClaims = new Map<string, RegEntry>();
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly members = new Map<string, Member>();
@@ -204,6 +217,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.broker.cluster === this) this.broker.cluster = null;
     this.localRoutes.clear();
     this.registry.clear();
+    this.deferredClaims.clear();
   }
 
   private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
@@ -405,6 +419,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
         return;
       case Msg.Unreg:
         if (this.registry.get(m[1] as string)?.node === peer) this.registry.delete(m[1] as string);
+        if (this.deferredClaims.get(m[1] as string)?.node === peer) this.deferredClaims.delete(m[1] as string);
         return;
       case Msg.RegSync:
         this.onRegSync(peer, m[1] as Array<[string, number]>);
@@ -562,6 +577,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.routes.purge(name);
     this.rpc.nodeDown(name);
     for (const [clientId, e] of this.registry) if (e.node === name) this.registry.delete(clientId);
+    for (const [clientId, e] of this.deferredClaims) if (e.node === name) this.deferredClaims.delete(clientId);
     this.log.info({ peer: name, why }, 'cluster member removed');
     if (this.members.size === 0) this.detach();
   }
@@ -671,10 +687,22 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return this.registry.get(clientId)?.node;
   }
 
+  /**
+   * Claims the client id for this node. The claim beats every claim known here (a Reg that came
+   * while this node was still pulling the session, in the same ms or from a clock ahead): the peer
+   * that made it compares it with ours when our Reg arrives and yields, whereas this node will not
+   * see the peer's Reg again. Without the raise, an equal `at` could leave both holding it.
+   */
   sessionOpened(session: Session): void {
-    const at = Date.now();
-    this.registry.set(session.clientId, { node: this.node, at });
-    this.broadcast([Msg.Reg, session.clientId, at]);
+    const clientId = session.clientId;
+    let at = Date.now();
+    const known = this.registry.get(clientId);
+    if (known !== undefined && known.at >= at) at = known.at + 1;
+    const deferred = this.deferredClaims.get(clientId);
+    if (deferred !== undefined && deferred.at >= at) at = deferred.at + 1;
+    this.deferredClaims.delete(clientId);
+    this.registry.set(clientId, { node: this.node, at });
+    this.broadcast([Msg.Reg, clientId, at]);
   }
 
   sessionDiscarded(clientId: string): void {
@@ -689,19 +717,51 @@ export class Cluster implements ClusterBridge, LinkHandler {
    * one live connection and one session (SPEC 4).
    */
   private onReg(peer: string, clientId: string, at: number): void {
+    const claim: RegEntry = { node: peer, at };
     const e = this.registry.get(clientId);
-    if (e !== undefined && e.node === this.node && !this.takeover.handingOver(clientId)) {
-      if (e.at > at || (e.at === at && this.node < peer)) return; // ours wins; the peer ends its copy on our Reg
-      this.registry.set(clientId, { node: peer, at });
-      const session = this.broker.handOver(clientId);
-      if (session !== undefined) this.broker.endHandOver(session, true, Date.now());
+    if (e !== undefined && e.node === this.node) {
+      // Ours wins: the peer made its claim before ours reached it, so it yields when it does.
+      if (!claimBeats(claim, e)) return;
+      if (this.takeover.handingOver(clientId)) {
+        // The session is on its way to another node, or comes back here if that fails: decided
+        // when the handover ends (handOverEnded), by the same order.
+        const d = this.deferredClaims.get(clientId);
+        if (d === undefined || claimBeats(claim, d)) this.deferredClaims.set(clientId, claim);
+        return;
+      }
+      this.yieldTo(clientId, claim);
       return;
     }
-    if (e === undefined || e.node === peer || e.at <= at) this.registry.set(clientId, { node: peer, at });
+    if (e === undefined || e.node === peer || e.at <= at) this.registry.set(clientId, claim);
+  }
+
+  /** A claim beat ours: our connection ends (5.0 DISCONNECT 0x8E) and our copy goes, no will. */
+  private yieldTo(clientId: string, claim: RegEntry): void {
+    this.registry.set(clientId, claim);
+    const session = this.broker.handOver(clientId);
+    if (session !== undefined) this.broker.endHandOver(session, true, Date.now());
+  }
+
+  /**
+   * A handover of ours ended (Takeover.settle). A claim that beat ours meanwhile is settled now:
+   * if the session stayed here, it yields to that claim; if it moved, the claim is what the
+   * registry knows until the recipient's Reg comes.
+   */
+  handOverEnded(clientId: string, moved: boolean): void {
+    const claim = this.deferredClaims.get(clientId);
+    if (claim === undefined) return;
+    this.deferredClaims.delete(clientId);
+    const e = this.registry.get(clientId);
+    if (e !== undefined && e.node === this.node && !moved && this.broker.sessions.has(clientId)) {
+      if (claimBeats(claim, e)) this.yieldTo(clientId, claim);
+      return;
+    }
+    if (e === undefined || e.at <= claim.at) this.registry.set(clientId, claim);
   }
 
   private onRegSync(peer: string, regs: Array<[string, number]>): void {
     for (const [clientId, e] of this.registry) if (e.node === peer) this.registry.delete(clientId);
+    for (const [clientId, e] of this.deferredClaims) if (e.node === peer) this.deferredClaims.delete(clientId);
     for (const [clientId, at] of regs) this.onReg(peer, clientId, at);
   }
 

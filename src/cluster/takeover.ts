@@ -27,6 +27,8 @@ export interface TakeoverHost {
   upNodes(): string[];
   /** The node the registry says holds a client id. */
   ownerOf(clientId: string): string | undefined;
+  /** A handover of the client's session ended; `moved`, it is gone from here. */
+  handOverEnded(clientId: string, moved: boolean): void;
 }
 
 /** A delivery as `takeover.end` sends it. */
@@ -239,6 +241,8 @@ export class Takeover {
     clearTimeout(h.timer);
     if (moved) this.migratedOut++;
     this.host.broker.endHandOver(h.session, moved, Date.now());
+    // Before a begin waiting for this one goes on: it then sees where the session is.
+    this.host.handOverEnded(clientId, moved);
     h.finish();
   }
 

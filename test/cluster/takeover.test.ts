@@ -131,7 +131,7 @@ t.test('100 clients move from node 1 to node 2 while QoS 1 flows at 1000/s: noth
 });
 
 t.test('connects racing with one client id on two nodes end with one live connection and one session', async (t) => {
-  for (let round = 0; round < 5; round++) {
+  for (let round = 0; round < 10; round++) {
     const id = `race-${round}`;
     const seed = await connectClient(t, n1.mqttPort, { ...persistent, clientId: id });
     await seed.endAsync();
