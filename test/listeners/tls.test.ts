@@ -25,7 +25,8 @@ t.test('mosquitto clients over TLS meet TCP clients', async (t) => {
     args: ['-h', '127.0.0.1', '-p', port, '--cafile', certs.caCert, '-t', 'from/tcp', '-q', '1', '-C', '1', '-W', '10', '-i', 'mosq-sub', '-V', 'mqttv5'],
   });
   t.teardown(() => sub.stop());
-  await eventually(() => node.broker.sessions.has('mosq-sub'), 5000, 'mosquitto_sub to connect');
+  // Its SUBSCRIBE, not just its CONNECT, must be in before the publish, or the message is missed.
+  await eventually(() => node.broker.sessions.get('mosq-sub')?.subscriptions.has('from/tcp') === true, 5000, 'mosquitto_sub to subscribe');
   await tcp.publishAsync('from/tcp', 'to mosquitto', { qos: 1 });
   t.equal(await sub.exited, 0, `mosquitto_sub exits after its message: ${sub.output()}`);
   t.equal(sub.stdout().trim(), 'to mosquitto');
