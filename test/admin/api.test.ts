@@ -7,12 +7,9 @@ import { AdminApi, ok, page, type Route } from '../../src/admin/api.js';
 import type { AdminContext } from '../../src/admin/context.js';
 import { ApiError, errorForms, fromV5, type ApiErrorKind } from '../../src/admin/errors.js';
 import { startAdminServer, type AdminServerOptions } from '../../src/admin/server.js';
-import { loadAcl } from '../../src/broker/acl.js';
-import { createAuthenticator } from '../../src/broker/auth.js';
-import { Broker } from '../../src/broker/broker.js';
-import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { Metrics } from '../../src/metrics/metrics.js';
+import { testBroker } from '../helpers/broker.js';
 
 const log = pino({ level: 'silent' });
 const ADMIN = `Basic ${Buffer.from('admin:public').toString('base64')}`;
@@ -20,7 +17,7 @@ const WRONG = `Basic ${Buffer.from('admin:nope').toString('base64')}`;
 
 async function server(t: Test, opts: Partial<AdminServerOptions> = {}): Promise<{ url: string; availability: { serving: boolean } }> {
   const config = defaultConfig();
-  const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const broker = testBroker({ config, log });
   const availability = { serving: true };
   const ctx: AdminContext = { broker, nodeName: config.node.name, version: '0.0.0-test', startedAt: Date.now(), availability };
   const metrics = new Metrics({ nodeName: config.node.name, version: '0.0.0-test', broker, listeners: [] });

@@ -2,16 +2,13 @@
 // dashboards have the panels issue 8 asks for.
 import t from 'tap';
 import { pino } from 'pino';
-import { loadAcl } from '../../src/broker/acl.js';
-import { createAuthenticator } from '../../src/broker/auth.js';
-import { Broker } from '../../src/broker/broker.js';
-import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { Cluster } from '../../src/cluster/cluster.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { NodeRebalance } from '../../src/rebalance/service.js';
 import { dashboardQueries, metricNames, PROMETHEUS_OWN } from './dashboards.js';
 import { parsePrometheus } from './prom-text.js';
+import { testBroker } from '../helpers/broker.js';
 
 t.test('metricNames reads PromQL', async (t) => {
   t.same(metricNames('sum by (instance) (rate(tidemq_x_total{a="b",c=~"$v"}[$__rate_interval])) * on (instance) group_left (node) tidemq_node_info'), ['tidemq_x_total', 'tidemq_node_info']);
@@ -25,7 +22,7 @@ t.test('metricNames reads PromQL', async (t) => {
 t.test('the dashboards use only exported metrics', async (t) => {
   const config = defaultConfig();
   const log = pino({ level: 'silent' });
-  const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const broker = testBroker({ config, log });
   // A node's full set: the cluster and rebalance metrics come with those parts (not started here).
   const cluster = new Cluster(broker, config, log);
   const rebalance = new NodeRebalance(broker, null, cluster, log);
@@ -72,7 +69,7 @@ t.test('the dashboards use only exported metrics', async (t) => {
 t.test('the cluster metrics come with the cluster source, the rebalance ones with rebalance', async (t) => {
   const config = defaultConfig();
   const log = pino({ level: 'silent' });
-  const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const broker = testBroker({ config, log });
   const cluster = new Cluster(broker, config, log);
   const rebalance = new NodeRebalance(broker, null, cluster, log);
   t.teardown(() => rebalance.close());

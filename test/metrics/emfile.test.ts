@@ -4,16 +4,13 @@ import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import t from 'tap';
-import { loadAcl } from '../../src/broker/acl.js';
-import { createAuthenticator } from '../../src/broker/auth.js';
-import { Broker } from '../../src/broker/broker.js';
 import { ListenerGate, listenTcp } from '../../src/broker/tcp-listener.js';
-import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { connectClient, run } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
 import { parsePrometheus, value } from './prom-text.js';
+import { testBroker } from '../helpers/broker.js';
 
 function errno(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`accept ${code}`), { code, syscall: 'accept' });
@@ -23,7 +20,7 @@ t.test('accept errors of the listening socket: EMFILE/ENFILE counted, one log li
   const config = defaultConfig();
   const lines: Array<{ msg: string; failed?: number; code?: string }> = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
-  const broker = new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log);
+  const broker = testBroker({ config, log });
   const gate = new ListenerGate('tcp', broker, 0);
   const server = await listenTcp(broker, gate, '127.0.0.1', 0);
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));

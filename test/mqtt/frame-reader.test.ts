@@ -5,6 +5,7 @@ import { FrameReader } from '../../src/mqtt/frame-reader.js';
 import { encodePacket } from '../../src/mqtt/encode.js';
 import type { Packet } from '../../src/mqtt/packets.js';
 import { ReasonCode } from '../../src/mqtt/reason-codes.js';
+import { reasonOf } from './support.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const CONNECT = hex('10 0e 0004 4d515454 04 02 003c 0002 6331');
@@ -38,16 +39,6 @@ function recorder(maxConnect = 1024, maxPacket = 1 << 20) {
       reader.push(c);
     },
   };
-}
-
-function reasonOf(fn: () => unknown): number | string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProtocolError) return err.reason;
-    throw err;
-  }
-  return 'no error';
 }
 
 t.test('the first packet must be CONNECT [MQTT-3.1.0-1]', async (t) => {

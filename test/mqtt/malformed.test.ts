@@ -5,6 +5,7 @@ import { ProtocolError } from '../../src/mqtt/errors.js';
 import type { ProtocolVersion } from '../../src/mqtt/packets.js';
 import { ReasonCode } from '../../src/mqtt/reason-codes.js';
 import { parseVarint, varintSize } from '../../src/mqtt/strings.js';
+import { reasonOf } from './support.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const M = ReasonCode.MalformedPacket;
@@ -16,16 +17,6 @@ function decodeBytes(bytes: Buffer, version: ProtocolVersion): unknown {
   const body = bytes.subarray(1 + varintSize(length));
   if (body.length !== length) throw new Error(`test vector has remaining length ${length} but ${body.length} body bytes`);
   return bytes[0]! >> 4 === 1 ? decodeConnect(body) : decodePacket(bytes[0]!, body, version);
-}
-
-function reasonOf(fn: () => unknown): number | string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProtocolError) return err.reason;
-    throw err;
-  }
-  return 'no error';
 }
 
 // CONNECT prefix for 3.1.1 and 5.0: protocol name and level.

@@ -1,11 +1,11 @@
 // The property table: every property in every context, and the value rules.
 import t from 'tap';
 import { Reader } from '../../src/mqtt/bytes.js';
-import { ProtocolError } from '../../src/mqtt/errors.js';
 import type { Properties } from '../../src/mqtt/packets.js';
 import { decodeProperties, PROPERTY_TABLE, propertiesSize, WILL_PROPERTIES, writeProperties } from '../../src/mqtt/properties.js';
 import { ReasonCode } from '../../src/mqtt/reason-codes.js';
 import { varintSize, writeVarint } from '../../src/mqtt/strings.js';
+import { reasonOf } from './support.js';
 
 /** A property block (length prefix included) holding `props`. */
 function block(props: Properties): Buffer {
@@ -21,16 +21,6 @@ function decode(buf: Buffer, context: number): Properties | undefined {
   const props = decodeProperties(r, context);
   r.done('property block');
   return props;
-}
-
-function reasonOf(fn: () => unknown): number | string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProtocolError) return err.reason;
-    throw err;
-  }
-  return 'no error';
 }
 
 const sample: Required<Properties> = {

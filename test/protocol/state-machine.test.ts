@@ -2,15 +2,11 @@
 // sockets. Input is encoded and output decoded by mqtt-packet, independently of our codec.
 
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import pino from 'pino';
 import t from 'tap';
-import { loadAcl } from '../../src/broker/acl.js';
-import { createAuthenticator } from '../../src/broker/auth.js';
 import { Broker } from '../../src/broker/broker.js';
 import { Protocol, type Transport } from '../../src/broker/protocol.js';
-import { TimerWheel } from '../../src/broker/timer-wheel.js';
-import { defaultConfig } from '../../src/config/schema.js';
 import { bytes, connectBytes } from '../broker/support.js';
+import { testBroker } from '../helpers/broker.js';
 
 /** A Transport that decodes everything written to it. */
 class FakeTransport implements Transport {
@@ -47,8 +43,7 @@ class FakeTransport implements Transport {
 }
 
 function newBroker(): Broker {
-  const config = defaultConfig();
-  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), pino({ level: 'silent' }));
+  return testBroker();
 }
 
 function client(broker: Broker, version: 3 | 4 | 5): { protocol: Protocol; transport: FakeTransport } {

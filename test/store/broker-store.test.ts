@@ -2,16 +2,13 @@
 // persistent ones write through (queue with its drop policy, inflight, incoming QoS 2), acks to a
 // publisher wait for one flush per turn and keep their order, and a new broker restores it all.
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
-import pino from 'pino';
 import t from 'tap';
-import { loadAcl } from '../../src/broker/acl.js';
-import { createAuthenticator } from '../../src/broker/auth.js';
 import { Broker } from '../../src/broker/broker.js';
 import { Protocol, type Transport } from '../../src/broker/protocol.js';
-import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { bytes, connectBytes } from '../broker/support.js';
+import { testBroker } from '../helpers/broker.js';
 
 /** A memory store whose flushes complete when the test says so, counted. */
 class GatedStore extends MemoryStore {
@@ -52,7 +49,7 @@ class Wire implements Transport {
 function newBroker(store: MemoryStore, maxQueued = 1000): Broker {
   const config = defaultConfig();
   config.mqtt.max_queued = maxQueued;
-  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), pino({ level: 'silent' }), store);
+  return testBroker({ config, store });
 }
 
 function connect(broker: Broker, clientId: string, version: 4 | 5, extra: Partial<mqttPacket.IConnectPacket> = {}): { p: Protocol; w: Wire } {
