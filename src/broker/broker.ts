@@ -12,7 +12,7 @@ import type { Authenticator } from './auth.js';
 import { messageKey, routeId, type ClusterBridge } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
 import { RetainedTree } from './retained-tree.js';
-import { Session, type SessionLimits, type SessionOwner, type SubscriptionOptions, type WillState } from './session.js';
+import { addSubscriptionId, Session, type SessionLimits, type SessionOwner, type SubscriptionIds, type SubscriptionOptions, type WillState } from './session.js';
 import { BrokerStats } from './stats.js';
 import { SubscriptionTrie } from './subscription-trie.js';
 import { TimerWheel, WheelTimer } from './timer-wheel.js';
@@ -88,6 +88,15 @@ export class Broker {
   /** The message being routed by publish(); the trie visitor reads it instead of a closure. */
   private routing: Message | null = null;
   private routed = 0;
+  /**
+   * The sessions the routed message's plain subscriptions matched, in match order, and what their
+   * matching subscriptions add up to (Session.routeSlot indexes these): each gets one copy
+   * [MQTT-3.3.4-2]. Parallel arrays reused across publishes: nothing is allocated per match.
+   */
+  private readonly matched: Session[] = [];
+  private readonly matchedQos: QoS[] = [];
+  private readonly matchedRetain: boolean[] = [];
+  private readonly matchedIds: SubscriptionIds[] = [];
   /** Set by the cluster when this node is part of one; null keeps the broker single-node. */
   cluster: ClusterBridge | null = null;
   /** While routing a message forwarded by another node: the shared groups it is for here. */
@@ -167,9 +176,18 @@ export class Broker {
     this.routing = message;
     this.forwardedGroups = groups;
     this.routed = 0;
+    const matched = this.matched;
     try {
       this.subscriptions.match(message.topic, this, visitEntry);
+      for (let i = 0; i < matched.length; i++) {
+        this.deliverTo(matched[i] as Session, this.matchedQos[i] as QoS, this.matchedRetain[i] as boolean, this.matchedIds[i] as SubscriptionIds);
+      }
     } finally {
+      for (const session of matched) session.routeSlot = -1;
+      matched.length = 0;
+      this.matchedQos.length = 0;
+      this.matchedRetain.length = 0;
+      this.matchedIds.length = 0;
       this.routing = null;
       this.forwardedGroups = null;
     }
@@ -196,12 +214,46 @@ export class Broker {
     if (this.store !== null) this.store.putRetained(message);
   }
 
-  /** @internal Called for each matching trie entry by visitEntry. */
-  deliverTo(sub: Subscriber): void {
+  /**
+   * @internal Called by visitEntry for each matching plain subscription: the first one of a
+   * session adds it to the match list; another one of the same session (overlapping filters) makes
+   * that one copy go at the higher QoS and carry its Subscription Identifier too [MQTT-3.3.4-2]
+   * [MQTT-3.3.4-3]. Retain-as-published: the retain flag is kept if any of them asks so.
+   */
+  matchSubscriber(sub: Subscriber): void {
     const message = this.routing as Message;
     const options = sub.options;
-    if (options.noLocal && sub.session.clientId === message.from) return; // [MQTT-3.8.3-3]
-    const handover = sub.session.handover;
+    const session = sub.session;
+    if (options.noLocal && session.clientId === message.from) return; // [MQTT-3.8.3-3]
+    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+    const retain = options.retainAsPublished && message.retain;
+    const slot = session.routeSlot;
+    if (slot < 0) {
+      session.routeSlot = this.matched.length;
+      this.matched.push(session);
+      this.matchedQos.push(qos);
+      this.matchedRetain.push(retain);
+      this.matchedIds.push(options.subscriptionId);
+      return;
+    }
+    if (qos > (this.matchedQos[slot] as QoS)) this.matchedQos[slot] = qos;
+    if (retain) this.matchedRetain[slot] = true;
+    this.matchedIds[slot] = addSubscriptionId(this.matchedIds[slot] as SubscriptionIds, options.subscriptionId);
+  }
+
+  /** @internal A shared group's pick: a delivery of its own, whatever else the session matched. */
+  deliverShared(sub: Subscriber): void {
+    const message = this.routing as Message;
+    const options = sub.options;
+    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+    this.deliverTo(sub.session, qos, options.retainAsPublished && message.retain, options.subscriptionId);
+  }
+
+  /** One copy of the routed message to one session. */
+  private deliverTo(session: Session, qos: QoS, retain: boolean, subscriptionIds: SubscriptionIds): void {
+    const message = this.routing as Message;
+    const handover = session.handover;
     if (handover !== null) {
       // Taken over from another node just now: a message that reached both nodes is delivered once.
       const key = messageKey(message);
@@ -211,10 +263,7 @@ export class Broker {
       }
     }
     this.routed++;
-    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
-    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-    const retain = options.retainAsPublished && message.retain;
-    sub.session.deliver(message, qos, retain, options.subscriptionId, this.limits, this.stats);
+    session.deliver(message, qos, retain, subscriptionIds, this.limits, this.stats);
   }
 
   /**
@@ -525,7 +574,7 @@ export class Broker {
 
 function visitEntry(broker: Broker, entry: TrieEntry): void {
   if (entry.kind === 0) {
-    broker.deliverTo(entry);
+    broker.matchSubscriber(entry);
     return;
   }
   if (!broker.takesGroup(entry)) return;
@@ -536,7 +585,7 @@ function visitEntry(broker: Broker, entry: TrieEntry): void {
     const m = members[(entry.next + i) % n] as Subscriber;
     if (m.session.owner !== null || i === n - 1) {
       entry.next = (entry.next + i + 1) % n;
-      broker.deliverTo(m);
+      broker.deliverShared(m);
       return;
     }
   }
