@@ -9,6 +9,8 @@ export class BrokerStats {
   connectionsAccepted = 0;
   /** Sockets closed for sending no CONNECT (or getting no auth verdict) within idle_timeout. */
   connectTimeouts = 0;
+  /** Closed connections cut off after mqtt.close_linger: the peer neither closed nor stopped sending. */
+  lingerExpired = 0;
   acceptRateLimited = 0;
   acceptMaxConnections = 0;
   messagesRouted = 0;

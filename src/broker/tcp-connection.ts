@@ -40,6 +40,26 @@ function onError(this: ClientSocket): void {
   // ECONNRESET and friends: 'close' follows and does the bookkeeping.
 }
 
+/** At most one log line per this many ms about lingering connections cut off, with the count. */
+const LINGER_LOG_INTERVAL = 10_000;
+let lingerLoggedAt = 0;
+let lingerUnlogged = 0;
+
+/** The linger of a closed connection ran out: the peer neither closed nor stopped sending. */
+function cutOff(conn: TcpConnection): void {
+  const socket = conn.socket;
+  if (socket.destroyed) return;
+  socket.destroy();
+  conn.broker.stats.lingerExpired++;
+  lingerUnlogged++;
+  const now = Date.now();
+  if (now - lingerLoggedAt >= LINGER_LOG_INTERVAL) {
+    conn.broker.log.info({ connections: lingerUnlogged, lingerSeconds: conn.broker.config.mqtt.close_linger }, 'closed connections cut off after mqtt.close_linger');
+    lingerLoggedAt = now;
+    lingerUnlogged = 0;
+  }
+}
+
 export class TcpConnection implements Transport {
   readonly protocol: Protocol;
   corked = false;
@@ -88,10 +108,22 @@ export class TcpConnection implements Transport {
     if (payload.length > 0) this.socket.write(payload);
   }
 
+  /**
+   * Flushes, half-closes, and reads on until the peer closes or mqtt.close_linger passes: a
+   * client still sending (acks in flight) then reads our last packet (DISCONNECT, a refusing
+   * CONNACK) instead of a reset, which unread input at close would cause. What arrives meanwhile
+   * is discarded (the protocol is closed). A peer that never reads cannot hold the socket longer.
+   */
   end(): void {
-    this.socket.end();
-    // A peer that never reads would hold the socket half-closed forever.
-    this.socket.destroySoon();
+    const socket = this.socket;
+    socket.end();
+    const linger = this.broker.config.mqtt.close_linger;
+    if (linger === 0) {
+      socket.destroySoon();
+      return;
+    }
+    if (socket.isPaused()) socket.resume();
+    setTimeout(cutOff, linger * 1000, this).unref();
   }
 
   private cork(): void {
