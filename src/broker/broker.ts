@@ -385,11 +385,14 @@ export class Broker {
       }
     }
     const restored: Session[] = [];
+    /** Expired while the node was down with their wills still pending. */
+    const ended: Session[] = [];
     for (const stored of store.loadSessions()) {
       const session = restoreSession(stored, store, now);
       const expiry = session.expiryInterval;
       if (expiry !== NEVER_EXPIRES && session.disconnectedAt + expiry * 1000 <= now) {
-        store.deleteSession(session.clientId, stored.sid);
+        if (session.will !== undefined) ended.push(session);
+        else store.deleteSession(session.clientId, stored.sid);
         counts.expired++;
         continue;
       }
@@ -399,6 +402,12 @@ export class Broker {
     }
     // Every subscriber is in place before an overdue will goes out.
     for (const session of restored) this.scheduleEnd(session, now);
+    // The session ended while the node was down, and its will with it [MQTT-3.1.3-9]: published
+    // now, once (the stored will is gone with the session), before the session is discarded.
+    for (const session of ended) {
+      this.publishWill(session);
+      this.discard(session);
+    }
     counts.sessions = restored.length;
     return counts;
   }
