@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { encodePacket } from '../mqtt/encode.js';
 import { PacketType, type Properties, type ProtocolVersion, type QoS } from '../mqtt/packets.js';
+import { ReasonCode } from '../mqtt/reason-codes.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import { restoreSession, SessionJournal, toMessage } from '../store/journal.js';
 import { DurableAcks } from '../store/durable-acks.js';
@@ -457,10 +458,24 @@ export class Broker {
    * out [MQTT-3.1.3-9]. Also the management API's kick of a disconnected client (EMQX discards
    * such a session). Returns whether it ended one.
    */
-  endSession(session: Session): boolean {
+  private endSession(session: Session): boolean {
     if (session.owner !== null || this.sessions.get(session.clientId) !== session) return false;
     if (session.will !== undefined) this.publishWill(session);
     this.discard(session);
+    return true;
+  }
+
+  /**
+   * The management API's kick, on the node that holds the session: a live connection ends
+   * server-side (5.0 DISCONNECT 0x98, the will is published [MQTT-3.1.2-8]); a disconnected
+   * session is discarded with its pending will, as EMQX 4.4 does. False when there is none here.
+   */
+  kick(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return false;
+    const owner = session.owner;
+    if (owner !== null) (owner as ClientConnection).disconnect(ReasonCode.AdministrativeAction, true);
+    else this.endSession(session);
     return true;
   }
 
