@@ -92,9 +92,11 @@ export class Broker {
   /**
    * The sessions the routed message's plain subscriptions matched, in match order, and what their
    * matching subscriptions add up to (Session.routeSlot indexes these): each gets one copy
-   * [MQTT-3.3.4-2]. Parallel arrays reused across publishes: nothing is allocated per match.
+   * [MQTT-3.3.4-2]. Parallel arrays reused across publishes, never shortened (that would drop
+   * their storage): entries [0, matchedCount) are this publish's; nothing is allocated per match.
    */
-  private readonly matched: Session[] = [];
+  private matchedCount = 0;
+  private readonly matched: Array<Session | null> = [];
   private readonly matchedQos: QoS[] = [];
   private readonly matchedRetain: boolean[] = [];
   private readonly matchedIds: SubscriptionIds[] = [];
@@ -180,15 +182,17 @@ export class Broker {
     const matched = this.matched;
     try {
       this.subscriptions.match(message.topic, this, visitEntry);
-      for (let i = 0; i < matched.length; i++) {
+      for (let i = 0; i < this.matchedCount; i++) {
         this.deliverTo(matched[i] as Session, this.matchedQos[i] as QoS, this.matchedRetain[i] as boolean, this.matchedIds[i] as SubscriptionIds);
       }
     } finally {
-      for (const session of matched) session.routeSlot = -1;
-      matched.length = 0;
-      this.matchedQos.length = 0;
-      this.matchedRetain.length = 0;
-      this.matchedIds.length = 0;
+      // The references go, so the arrays keep no ended session alive.
+      for (let i = 0; i < this.matchedCount; i++) {
+        (matched[i] as Session).routeSlot = -1;
+        matched[i] = null;
+        this.matchedIds[i] = 0;
+      }
+      this.matchedCount = 0;
       this.routing = null;
       this.forwardedGroups = null;
     }
@@ -217,7 +221,7 @@ export class Broker {
 
   /**
    * @internal Called by visitEntry for each matching plain subscription: the first one of a
-   * session adds it to the match list; another one of the same session (overlapping filters) makes
+   * session with several subscriptions adds it to the match list; another one of the same session (overlapping filters) makes
    * that one copy go at the higher QoS and carry its Subscription Identifier too [MQTT-3.3.4-2]
    * [MQTT-3.3.4-3]. Retain-as-published: the retain flag is kept if any of them asks so.
    */
@@ -229,13 +233,19 @@ export class Broker {
     const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
     // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
     const retain = options.retainAsPublished && message.retain;
+    // The common case: no other subscription of the session can match, so it is delivered now.
+    if (session.subscriptions.size === 1) {
+      this.deliverTo(session, qos, retain, options.subscriptionId);
+      return;
+    }
     const slot = session.routeSlot;
     if (slot < 0) {
-      session.routeSlot = this.matched.length;
-      this.matched.push(session);
-      this.matchedQos.push(qos);
-      this.matchedRetain.push(retain);
-      this.matchedIds.push(options.subscriptionId);
+      const n = this.matchedCount++;
+      session.routeSlot = n;
+      this.matched[n] = session;
+      this.matchedQos[n] = qos;
+      this.matchedRetain[n] = retain;
+      this.matchedIds[n] = options.subscriptionId;
       return;
     }
     if (qos > (this.matchedQos[slot] as QoS)) this.matchedQos[slot] = qos;
