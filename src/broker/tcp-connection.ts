@@ -116,6 +116,7 @@ export class TcpConnection implements Transport {
    */
   end(): void {
     const socket = this.socket;
+    if (socket.destroyed) return; // the peer went first: nothing to flush or wait for
     socket.end();
     const linger = this.broker.config.mqtt.close_linger;
     if (linger === 0) {
