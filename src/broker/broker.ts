@@ -221,9 +221,10 @@ export class Broker {
 
   /**
    * @internal Called by visitEntry for each matching plain subscription: the first one of a
-   * session with several subscriptions adds it to the match list; another one of the same session (overlapping filters) makes
-   * that one copy go at the higher QoS and carry its Subscription Identifier too [MQTT-3.3.4-2]
-   * [MQTT-3.3.4-3]. Retain-as-published: the retain flag is kept if any of them asks so.
+   * session with several subscriptions adds it to the match list; another one of the same session
+   * (overlapping filters) makes that one copy go at the higher QoS and carry its Subscription
+   * Identifier too [MQTT-3.3.4-2] [MQTT-3.3.4-3]. Retain-as-published: the retain flag is kept if
+   * any of them asks so.
    */
   matchSubscriber(sub: Subscriber): void {
     const message = this.routing as Message;
