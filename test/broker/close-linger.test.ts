@@ -7,6 +7,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import t, { type Test } from 'tap';
 import { connectClient, messageCollector } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
+import { rawWs, startTestNode } from '../listeners/support.js';
 import { bytes, connectBytes, waitFor } from './support.js';
 
 // A 2 s linger (the default is 1 s): margin for a loaded machine, and the key is honoured.
@@ -144,4 +145,32 @@ t.test('the linger is bounded: a client that never closes is cut off after mqtt.
   t.ok(prompt.closedAt - prompt.endedAt < 500, 'closed when the client closed');
   await new Promise((r) => setTimeout(r, 2200));
   t.equal(await lingerExpired(), before + 1, 'not counted');
+});
+
+t.test('WebSocket: the same over Receive Maximum (uWS ends with the closing handshake)', async (t) => {
+  const wsNode = await startTestNode(t, { mqtt: { max_inflight: 2 } });
+  const ws = await rawWs(t, wsNode.port('ws'), { protocol: 'mqtt' });
+  t.match(ws.status, / 101 /);
+  ws.send(connectBytes('ws-flooder', 5));
+  const head = await ws.read(2);
+  const connack = await ws.read(head[1] as number);
+  t.equal(connack[1], 0, 'CONNACK 0');
+  ws.pause();
+  let id = 1;
+  const until = Date.now() + 300;
+  while (Date.now() < until && !ws.isClosed) {
+    const burst: Buffer[] = [];
+    for (let i = 0; i < 16; i++) burst.push(publish('linger/flood', 2, id++));
+    ws.send(Buffer.concat(burst));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  ws.resume();
+  t.equal(await ws.closed(), 1000, 'a normal WebSocket close');
+  const rest = await ws.read(1 << 20);
+  const packets: Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  parser.on('packet', (p: Packet) => packets.push(p));
+  parser.parse(rest);
+  t.same(packets.map((p) => p.cmd), ['pubrec', 'pubrec', 'disconnect']);
+  t.match(packets[2], { cmd: 'disconnect', reasonCode: 0x93 }, 'Receive Maximum exceeded, read by the client');
 });
