@@ -4,8 +4,9 @@
 // times (startup-time.ts).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stagePayload } from './payload.js';
@@ -54,11 +55,20 @@ function parseArgs(argv: string[]): BuildOptions {
   return opts;
 }
 
-async function build(opts: BuildOptions): Promise<void> {
+async function build(argv: string[]): Promise<void> {
+  const opts = parseArgs(argv);
   if (process.platform !== 'linux' || process.arch !== 'x64') throw new BuildError(`the standalone binary is built for linux-x64 only, not ${process.platform}-${process.arch}`);
-  const work = join(root, 'dist', 'sea');
+  // Its own scratch directory, so that builds running at once (a test and a developer) never mix.
+  const work = mkdtempSync(join(tmpdir(), 'tidemq-build-'));
+  try {
+    await assemble(opts, work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function assemble(opts: BuildOptions, work: string): Promise<void> {
   const stage = join(work, 'payload');
-  rmSync(work, { recursive: true, force: true });
   const started = Date.now();
   const commit = gitCommit();
   const payload = stagePayload(root, stage, commit);
@@ -83,14 +93,20 @@ async function build(opts: BuildOptions): Promise<void> {
 
   // Debian's Node carries debug info and a static symbol table (13 MB) that nothing loads; strip
   // keeps the dynamic symbols that addons link against. Without binutils the binary is only larger.
+  // Written beside the output and renamed when complete: a failed build leaves no half binary.
   mkdirSync(dirname(opts.out), { recursive: true });
-  rmSync(opts.out, { force: true });
-  const stripped = spawnSync('strip', ['-o', opts.out, process.execPath]).status === 0;
-  if (!stripped) copyFileSync(process.execPath, opts.out);
-  chmodSync(opts.out, 0o755);
+  const partial = `${opts.out}.partial`;
+  rmSync(partial, { force: true });
+  const stripped = spawnSync('strip', ['-o', partial, process.execPath]).status === 0;
+  if (!stripped) copyFileSync(process.execPath, partial);
+  chmodSync(partial, 0o755);
   const postject = createRequire(import.meta.url).resolve('postject/dist/cli.js');
-  run(process.execPath, [postject, opts.out, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
-  rmSync(work, { recursive: true, force: true });
+  try {
+    run(process.execPath, [postject, partial, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE]);
+    renameSync(partial, opts.out);
+  } finally {
+    rmSync(partial, { force: true });
+  }
 
   const size = statSync(opts.out).size;
   process.stdout.write(
@@ -106,7 +122,7 @@ async function build(opts: BuildOptions): Promise<void> {
   );
 }
 
-build(parseArgs(process.argv.slice(2))).catch((err: unknown) => {
+build(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`build:binary: ${err instanceof BuildError ? err.message : (err as Error).stack}\n`);
   process.exitCode = 1;
 });

@@ -92,7 +92,8 @@ function alive(pid: number): boolean {
 function extract(manifest: SeaManifest): string {
   const parent = os.tmpdir();
   sweepStale(parent);
-  const dir = fs.mkdtempSync(path.join(parent, `tidemq-${process.pid}-`));
+  // Real path: the ES module loader names modules by theirs (a TMPDIR behind a symlink).
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(parent, `tidemq-${process.pid}-`)));
   removeOnExit(dir);
   const made = new Set<string>();
   for (const entry of manifest.files) {
@@ -126,10 +127,16 @@ function removeOnExit(dir: string): void {
 }
 
 /** Checks a parent process's extraction before reusing it: private, ours, and every file intact. */
-function reuse(dir: string, manifest: SeaManifest): string {
-  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-  if (st === undefined || !st.isDirectory()) throw new DamagedError(`${DIR_ENV}=${dir} is not a directory`);
-  if (st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) throw new DamagedError(`${DIR_ENV}=${dir} is not private to this user (mode 0700)`);
+function reuse(given: string, manifest: SeaManifest): string {
+  let dir: string;
+  try {
+    dir = fs.realpathSync(given); // as extract() names it
+  } catch {
+    throw new DamagedError(`${DIR_ENV}=${given} does not exist`);
+  }
+  const st = fs.statSync(dir);
+  if (!st.isDirectory()) throw new DamagedError(`${DIR_ENV}=${given} is not a directory`);
+  if (st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) throw new DamagedError(`${DIR_ENV}=${given} is not private to this user (mode 0700)`);
   for (const entry of manifest.files) {
     let bytes: Uint8Array;
     try {

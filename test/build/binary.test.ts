@@ -2,7 +2,7 @@
 // temp dir, started with an environment that has no node on PATH and no node_modules above it,
 // driven with the mosquitto clients and its own `ctl`; a damaged asset or extraction is refused.
 import t, { type Test } from 'tap';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, chmodSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parsePasswordFile, verifyPassword } from '../../src/broker/passwords.js';
@@ -57,6 +57,12 @@ t.test('the build prints the size and the startup times', async (t) => {
   t.match(out, /^startup \(median of \d+\): --version \d+ ms \(bin\/tidemq \d+ ms\); start until the MQTT port accepts \d+ ms \(bin\/tidemq \d+ ms\)$/m);
 });
 
+t.test('build:binary refuses an unknown option', async (t) => {
+  const r = await run(process.execPath, [join(repoRoot, 'dist', 'build', 'binary.js'), '--bogus'], { cwd: repoRoot });
+  t.equal(r.code, 1);
+  t.equal(r.stderr, 'build:binary: usage: npm run build:binary -- [--out FILE] [--no-measure] (unexpected --bogus)\n');
+});
+
 t.test('nothing but the binary: no node on PATH, no node_modules above its directory', async (t) => {
   t.same(readdirSync(app), ['tidemq']);
   t.same(readdirSync(emptyPath), []);
@@ -89,8 +95,9 @@ t.test('--version, --help and passwd', async (t) => {
 t.test('a node: QoS 1 round trip, a persistent session across kill -9, ctl, SIGTERM exits 0', async (t) => {
   const [mqtt, mgmt, cluster] = [await freePort(), await freePort(), await freePort()];
   const data = join(dir, 'data');
-  const start = isolated(['start', '--node', 'bin1@127.0.0.1', '--mqtt-port', String(mqtt), '--mgmt-port', String(mgmt), '--cluster-port', String(cluster), '--ws-port', '0', '--data-dir', data]);
-  const startNode = (): Promise<ManagedProcess> => startProcess(t, { name: 'tidemq binary', ...start, cwd: app, port: mqtt, readyTimeoutMs: 30_000 });
+  const startArgs = ['start', '--node', 'bin1@127.0.0.1', '--mqtt-port', String(mqtt), '--mgmt-port', String(mgmt), '--cluster-port', String(cluster), '--ws-port', '0', '--data-dir', data];
+  const startNode = (extra: string[] = []): Promise<ManagedProcess> =>
+    startProcess(t, { name: 'tidemq binary', ...isolated(startArgs, extra), cwd: app, port: mqtt, readyTimeoutMs: 30_000 });
   const common = ['-h', '127.0.0.1', '-p', String(mqtt), '-V', 'mqttv311', '-q', '1'];
   const subscribe = (): ManagedProcess => {
     const sub = spawnProcess({ name: 'mosquitto_sub', command: 'mosquitto_sub', args: [...common, '-c', '-i', 'bin-sub', '-t', 'bin/t', '-C', '1', '-W', '20'], killAfterMs: 2000 });
@@ -136,7 +143,11 @@ t.test('a node: QoS 1 round trip, a persistent session across kill -9, ctl, SIGT
   await node.stop('SIGKILL');
   t.same(extractions(), first, 'kill -9 leaves its extraction behind');
 
-  node = await startNode(); // opens the store: its integrity check runs the binary again as a child
+  // Opening the store runs its integrity check: the binary again, as a child reusing this
+  // extraction (found by its real path, though TMPDIR is a symlink now).
+  const tmpLink = join(dir, 'tmp-link');
+  symlinkSync(tmp, tmpLink);
+  node = await startNode([`TMPDIR=${tmpLink}`]);
   const second = extractions();
   t.equal(second.length, 1, `the stale extraction was removed: ${second.join(' ')}`);
   t.not(second[0], first[0]);
