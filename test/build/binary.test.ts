@@ -52,7 +52,7 @@ t.before(async () => {
 
 t.test('the build prints the size and the startup times', async (t) => {
   const out = readFileSync(join(dir, 'build.out'), 'utf8');
-  t.match(out, /^built .* commit [0-9a-f]{7,}(-dirty)?, Node\.js v20\./m);
+  t.match(out, new RegExp(`^built .* commit [0-9a-f]{7,}(-dirty)?, Node\\.js ${process.version.replaceAll('.', '\\.')}$`, 'm'));
   t.match(out, /^size: \d+\.\d MB \(Node\.js [\d.]+ MB.*, payload [\d.]+ MB: \d+ files from dist\/ and \d+ packages\)$/m);
   t.match(out, /^startup \(median of \d+\): --version \d+ ms \(bin\/tidemq \d+ ms\); start until the MQTT port accepts \d+ ms \(bin\/tidemq \d+ ms\)$/m);
 });
