@@ -13,6 +13,7 @@ import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
 import { Cluster } from './cluster/cluster.js';
+import { NodeControl } from './cluster/node-control.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { Metrics } from './metrics/metrics.js';
@@ -87,16 +88,21 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 }
 
 /** The management HTTP server with this node's metrics; returns its bound port. */
-async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
+async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, nodeControl: NodeControl, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
   const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster });
-  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster };
+  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster, nodeControl };
   const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
   stops.push(async () => server.close());
   return server.port;
 }
 
-export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
+export interface NodeHooks {
+  /** Stops the process gracefully when the management API asks (POST /nodes/:node/stop); default: close the node. */
+  readonly requestStop?: () => void;
+}
+
+export async function startNode(config: Config, log: Logger, hooks: NodeHooks = {}): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
   const authenticator = createAuthenticator(config.auth);
   const acl = loadAcl(config.auth);
@@ -112,6 +118,8 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   wheel.start();
   const cluster = new Cluster(broker, config, log);
   const rebalance = new NodeRebalance(broker, store, cluster, log);
+  let handle: NodeHandle | undefined;
+  const nodeControl = new NodeControl(cluster, hooks.requestStop ?? (() => void handle?.close()), log);
   // Before any listener: a node restarted mid-evacuation refuses from its first accept (SPEC 6).
   rebalance.resume();
   const listeners: ListenerInfo[] = [];
@@ -122,7 +130,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
     await cluster.start();
     stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
-    mgmtPort = await startManagement(broker, cluster, rebalance, listeners, stops, log);
+    mgmtPort = await startManagement(broker, cluster, rebalance, nodeControl, listeners, stops, log);
     await startListeners(broker, listeners, stops);
   } catch (err) {
     rebalance.close();
@@ -137,7 +145,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   log.info({ node: config.node.name, ...bound, management: `${config.management.bind}:${mgmtPort}`, data_dir: config.node.data_dir }, 'tidemq node started');
 
   let closing: Promise<void> | undefined;
-  return {
+  return (handle = {
     broker,
     cluster,
     rebalance,
@@ -148,7 +156,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
       clearInterval(sweeper);
       return store.close();
     })),
-  };
+  });
 }
 
 /** Stop accepting, tell 5.0 clients the server is shutting down (0x8B), close everyone. */
