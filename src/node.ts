@@ -16,6 +16,7 @@ import { Cluster } from './cluster/cluster.js';
 import { NodeControl } from './cluster/node-control.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
+import { countBroker } from './metrics/counts.js';
 import { Metrics } from './metrics/metrics.js';
 import { NodeRebalance } from './rebalance/service.js';
 import { LmdbStore } from './store/lmdb-store.js';
@@ -119,7 +120,11 @@ export async function startNode(config: Config, log: Logger, hooks: NodeHooks = 
   const cluster = new Cluster(broker, config, log);
   const rebalance = new NodeRebalance(broker, store, cluster, log);
   let handle: NodeHandle | undefined;
-  const nodeControl = new NodeControl(cluster, hooks.requestStop ?? (() => void handle?.close()), log);
+  const live = (): { connections: number; sessions: number } => {
+    const c = countBroker(broker);
+    return { connections: c.liveConnections, sessions: c.sessions };
+  };
+  const nodeControl = new NodeControl(cluster, hooks.requestStop ?? (() => void handle?.close()), live, log);
   // Before any listener: a node restarted mid-evacuation refuses from its first accept (SPEC 6).
   rebalance.resume();
   const listeners: ListenerInfo[] = [];

@@ -2,6 +2,7 @@
 // or any member:
 //   POST /nodes/:node/stop {"leave": bool}          leave the cluster (when asked), then stop gracefully
 //   PUT /nodes/:node/upgrade_lease {"owner","ttl"}  take or renew the upgrade lease (ttl 0 releases it)
+//   GET /nodes/:node/counts                         its live connections and sessions
 import { NodeControlError, type NodeControl } from '../cluster/node-control.js';
 import { ok, type Route } from './api.js';
 import type { AdminContext } from './context.js';
@@ -14,9 +15,9 @@ const KIND: Record<NodeControlError['code'], ApiErrorKind> = {
   invalid_param: 'bad_request',
 };
 
-async function api(f: () => Promise<void>): Promise<void> {
+async function api<T>(f: () => Promise<T>): Promise<T> {
   try {
-    await f();
+    return await f();
   } catch (err) {
     if (err instanceof NodeControlError) throw new ApiError(KIND[err.code], err.message);
     throw err;
@@ -27,6 +28,14 @@ export function nodeRoutes(ctx: AdminContext): Route[] {
   const control: NodeControl | undefined = ctx.nodeControl;
   if (control === undefined) return [];
   return [
+    {
+      method: 'GET',
+      path: '/nodes/:node/counts',
+      handler: async (req) => {
+        const node = req.params.node as string;
+        return ok({ node, ...(await api(() => control.countsOf(node))) });
+      },
+    },
     {
       method: 'POST',
       path: '/nodes/:node/stop',

@@ -49,6 +49,8 @@ function expectedSeconds(c: Counts, body: StartBody): number {
 interface Checked {
   readonly api: string;
   readonly statuses: Map<string, Status>;
+  /** Live connections and sessions, from the evacuation's stats or the node's counts. */
+  readonly counts: Map<string, Counts>;
 }
 
 /** Every check before anything starts (exit 2 on each refusal). */
@@ -67,6 +69,7 @@ async function preflight(ctx: CtlContext, from: string[], to: string[]): Promise
   const downFrom = from.filter((n) => !view.running_nodes.includes(n));
   if (downFrom.length > 0) refuse(`--from nodes not reachable: ${formatNodes(downFrom)}`);
   const statuses = new Map<string, Status>();
+  const counts = new Map<string, Counts>();
   for (const node of from) {
     let s: Status;
     try {
@@ -76,8 +79,9 @@ async function preflight(ctx: CtlContext, from: string[], to: string[]): Promise
     }
     if (s.status === 'enabled' && s.process !== 'evacuation') refuse(`--from node ${node} is a donor of a cluster rebalance: stop it first`);
     statuses.set(node, s);
+    counts.set(node, s.status === 'enabled' ? countsOf(s) : ((await ctx.request('GET', `/nodes/${encodeURIComponent(node)}/counts`)) as Counts));
   }
-  return { api: view.name, statuses };
+  return { api: view.name, statuses, counts };
 }
 
 /** The upgrade lease on every node of the upgrade: all are taken, or none (a second upgrade is refused). */
@@ -166,7 +170,7 @@ export const upgradeCommand: CtlCommand = {
     const emit: Emit = ctx.json ? (step) => ctx.print(JSON.stringify({ at: new Date().toISOString(), ...step })) : (_step, text) => ctx.print(text);
 
     const plan = from.map((node) => {
-      const counts = countsOf(checked.statuses.get(node) as Status);
+      const counts = checked.counts.get(node) as Counts;
       const s = checked.statuses.get(node) as Status;
       return { node, ...counts, state: s.status === 'enabled' ? String(s.state) : 'serving', expected_s: evacuated(s) ? 0 : expectedSeconds(counts, body) };
     });

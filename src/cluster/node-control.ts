@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Cluster } from './cluster.js';
 
-const RPC = { stop: 'node.stop', lease: 'node.lease' } as const;
+const RPC = { stop: 'node.stop', lease: 'node.lease', counts: 'node.counts' } as const;
 /** Leave and stop after the answer has gone out (the RPC reply or the HTTP response). */
 const STOP_DELAY_MS = 100;
 /** A lease outlives a silent holder by at most this (the CLI renews far more often). */
@@ -37,6 +37,12 @@ interface Lease {
 
 type Outcome = { ok: true } | { error: { code: NodeControlErrorCode; message: string } };
 
+/** A node's live connections and sessions (what an upgrade's plan is computed from). */
+export interface NodeCounts {
+  readonly connections: number;
+  readonly sessions: number;
+}
+
 function leaseRequest(args: unknown): LeaseRequest {
   const { owner, ttl } = (args ?? {}) as { owner?: unknown; ttl?: unknown };
   if (typeof owner !== 'string' || owner === '' || owner.length > 200) throw new NodeControlError('invalid_param', 'invalid owner value');
@@ -52,8 +58,10 @@ export class NodeControl {
     private readonly cluster: Cluster,
     /** Stops this node's process gracefully (as SIGTERM does). */
     private readonly requestStop: () => void,
+    private readonly counts: () => NodeCounts,
     private readonly log: Logger,
   ) {
+    cluster.rpc.handle(RPC.counts, () => this.counts());
     cluster.rpc.handle(RPC.stop, (args) => this.outcome(() => this.stopLocal((args as { leave?: unknown } | null)?.leave === true)));
     cluster.rpc.handle(RPC.lease, (args) => this.outcome(() => this.leaseLocal(leaseRequest(args))));
   }
@@ -61,14 +69,20 @@ export class NodeControl {
   /** `node` (this one or a member) leaves its cluster when `leave`, then stops gracefully. */
   async stop(node: string, leave: boolean): Promise<void> {
     if (node === this.cluster.node) return this.stopLocal(leave);
-    return this.remote(node, RPC.stop, { leave });
+    await this.remote(node, RPC.stop, { leave });
   }
 
   /** Takes or renews (ttl > 0) or releases (ttl 0) the upgrade lease of `node`; `lease_held` when another holder has it. */
   async takeLease(node: string, request: unknown): Promise<void> {
     const checked = leaseRequest(request);
     if (node === this.cluster.node) return this.leaseLocal(checked);
-    return this.remote(node, RPC.lease, checked);
+    await this.remote(node, RPC.lease, checked);
+  }
+
+  /** `node`'s live connections and sessions. */
+  async countsOf(node: string): Promise<NodeCounts> {
+    if (node === this.cluster.node) return this.counts();
+    return (await this.remote(node, RPC.counts, null)) as NodeCounts;
   }
 
   private stopLocal(leave: boolean): void {
@@ -102,17 +116,20 @@ export class NodeControl {
     }
   }
 
-  private async remote(node: string, method: string, args: unknown): Promise<void> {
+  /** An RPC to a member: its answer, or its error (an Outcome) thrown. */
+  private async remote(node: string, method: string, args: unknown): Promise<unknown> {
     const { running, stopped } = this.cluster.status();
     if (!running.includes(node) && !stopped.includes(node)) throw new NodeControlError('invalid_node', `invalid node: ${node}`);
     const link = this.cluster.linkTo(node);
     if (link === undefined) throw new NodeControlError('rpc_failed', `node ${node} is not running`);
-    let answer: Outcome;
+    let answer: unknown;
     try {
-      answer = (await this.cluster.rpc.call(link, method, args)) as Outcome;
+      answer = await this.cluster.rpc.call(link, method, args);
     } catch (err) {
       throw new NodeControlError('rpc_failed', (err as Error).message);
     }
-    if ('error' in answer) throw new NodeControlError(answer.error.code, answer.error.message);
+    const failed = (answer as Partial<Extract<Outcome, { error: unknown }>>).error;
+    if (failed !== undefined) throw new NodeControlError(failed.code, failed.message);
+    return answer;
   }
 }
