@@ -1,6 +1,8 @@
 // `tidemq ctl node drain [--timeout S] [evacuation flags]` (SPEC 12): evacuates the node the CLI
 // talks to and waits until it is empty (exit 0) or the timeout passes (exit 1, the evacuation
-// stays on): a Kubernetes preStop hook or a systemd ExecStop.
+// stays on): a Kubernetes preStop hook or a systemd ExecStop. `node undrain [--timeout S]` is its
+// other half: an evacuation survives a restart (SPEC 6), so a drained pod that comes back on its
+// volume must be told to serve again (postStart hook, ExecStartPost); it waits for the API first.
 import { Progress } from './ctl-rebalance.js';
 import { CtlError, type CtlFamily } from './ctl.js';
 import { countsOf, evacuationBody, evacuationOptions, startOrContinue, statusOf, waitEvacuated } from './evacuation-wait.js';
@@ -9,10 +11,19 @@ import { countsOf, evacuationBody, evacuationOptions, startOrContinue, statusOf,
 export const DEFAULT_DRAIN_TIMEOUT_S = 600;
 /** Progress lines this often when stdout is not a terminal (a pod's log). */
 const QUIET_EVERY_MS = 10_000;
+/** Without --timeout an undrain waits this long for the node's API. */
+export const DEFAULT_UNDRAIN_TIMEOUT_S = 60;
+const RETRY_MS = 500;
+
+function timeoutOf(argv: Record<string, unknown>, fallback: number): number {
+  const timeout = argv.timeout === undefined ? fallback : Number(argv.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new CtlError('invalid --timeout value', undefined, 2);
+  return timeout;
+}
 
 export const nodeCommands: CtlFamily = {
   name: 'node',
-  describe: 'this node: drain',
+  describe: 'this node: drain, undrain',
   commands: [
     {
       command: 'drain',
@@ -21,8 +32,7 @@ export const nodeCommands: CtlFamily = {
       builder: (y) =>
         evacuationOptions(y).option('timeout', { type: 'number', requiresArg: true, describe: `seconds to wait (${DEFAULT_DRAIN_TIMEOUT_S})` }),
       async run(ctx, argv) {
-        const timeout = argv.timeout === undefined ? DEFAULT_DRAIN_TIMEOUT_S : Number(argv.timeout);
-        if (!Number.isFinite(timeout) || timeout <= 0) throw new CtlError('invalid --timeout value', undefined, 2);
+        const timeout = timeoutOf(argv, DEFAULT_DRAIN_TIMEOUT_S);
         const body = evacuationBody(argv);
         const node = ((await ctx.request('GET', '/load_rebalance/local_node')) as { node: string }).node;
         const how = await startOrContinue(ctx, node, body, await statusOf(ctx, node));
@@ -43,6 +53,32 @@ export const nodeCommands: CtlFamily = {
           `${node} not drained within ${timeout} s: ${left.connections} connections and ${left.sessions} sessions left; ` +
             'its evacuation stays on (tidemq ctl rebalance stop accepts connections again)',
         );
+      },
+    },
+    {
+      command: 'undrain',
+      describe: "stop this node's evacuation, if any, so it accepts connections again; waits up to --timeout for the node's API to answer",
+      read: false,
+      builder: (y) => y.option('timeout', { type: 'number', requiresArg: true, describe: `seconds to wait for the API (${DEFAULT_UNDRAIN_TIMEOUT_S})` }),
+      async run(ctx, argv) {
+        const deadline = Date.now() + timeoutOf(argv, DEFAULT_UNDRAIN_TIMEOUT_S) * 1000;
+        let node: string;
+        for (;;) {
+          try {
+            node = ((await ctx.request('GET', '/load_rebalance/local_node')) as { node: string }).node;
+            break;
+          } catch (err) {
+            // A node still starting: its API is not up yet.
+            if (!(err instanceof CtlError) || err.apiError !== undefined || Date.now() >= deadline) throw err;
+            await new Promise((r) => setTimeout(r, RETRY_MS));
+          }
+        }
+        const s = await statusOf(ctx, node);
+        if (s.status === 'enabled' && s.process === 'evacuation') {
+          await ctx.request('POST', `/load_rebalance/${encodeURIComponent(node)}/evacuation/stop`);
+          return ctx.print(`Node ${node} serves again: evacuation stopped`);
+        }
+        ctx.print(`Node ${node} serves: no evacuation`);
       },
     },
   ],
