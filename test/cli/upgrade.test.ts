@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { ctl, startCluster, waitFor } from '../cluster/support.js';
 import { adminRequest, v5 as api } from '../helpers/admin.js';
 import type { NodeProcess } from '../helpers/node-process.js';
-import { isRunning, spawnProcess } from '../helpers/process.js';
+import { isRunning, run, spawnProcess } from '../helpers/process.js';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/build.js';
 
@@ -177,6 +177,26 @@ t.test('continue from what the nodes hold; a new node failing stops the upgrade 
   t.match(resumed.stdout, /"step":"evacuation","node":"[^"]+","how":"continued"/);
   t.same(await members(n1), [n1.name, n2.name].sort(), 'o1 and o2 left; n2 is still a (stopped) member');
   t.ok(isRunning(o2.pid), 'with --no-stop-old the old node keeps running');
+});
+
+t.test('interrupted (SIGINT): exit 1 with the resume line, the lease released, a new run continues', async (t) => {
+  const [o1, n1] = (await startCluster(t, 2)) as [NodeProcess, NodeProcess];
+  await holdClients(t, o1, 'int', 10);
+  const args = ['cluster', 'upgrade', '--from', o1.name, '--to', n1.name, '--conn-evict-rate', '2', '--wait-takeover', '1'];
+  const proc = spawnProcess({ name: 'upgrade', command: process.execPath, args: [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${n1.mgmtPort}`, ...args] });
+  t.teardown(() => proc.stop());
+  await waitFor('o1 evicting', async () => (await statusOf(n1, o1.name)).state === 'evicting_conns', 15_000);
+  process.kill(proc.pid, 'SIGINT');
+  const code = await Promise.race([proc.exited, new Promise<'slow'>((r) => setTimeout(() => r('slow'), 10_000))]);
+  t.equal(code, 1, 'an interrupted upgrade exits 1');
+  t.match(proc.stdout(), new RegExp(`Upgrade stopped at ${o1.name} \\(0 of 1 nodes done\\): interrupted`));
+  t.match(proc.stdout(), /Resume: tidemq ctl --api .* cluster upgrade --from /);
+  t.match(await statusOf(n1, o1.name), { status: 'enabled', process: 'evacuation' }, 'the evacuation stays on');
+  // No lease left behind: the same command runs at once and continues the evacuation.
+  const again = await run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${n1.mgmtPort}`, ...args, '--json'], { timeoutMs: 30_000 });
+  t.equal(again.code, 0, again.stderr);
+  t.match(again.stdout, /"how":"continued"/);
+  await waitFor('o1 exited', () => !isRunning(o1.pid), 15_000);
 });
 
 t.test('remote stop: bad input, unknown node, then leave and stop', async (t) => {
