@@ -179,13 +179,19 @@ t.test('continue from what the nodes hold; a new node failing stops the upgrade 
   t.ok(isRunning(o2.pid), 'with --no-stop-old the old node keeps running');
 });
 
-t.test('interrupted (SIGINT): exit 1 with the resume line, the lease released, a new run continues', async (t) => {
+t.test('a timeout, then interrupted (SIGINT): exit 1 with the resume line, the lease released, a new run continues', async (t) => {
   const [o1, n1] = (await startCluster(t, 2)) as [NodeProcess, NodeProcess];
-  await holdClients(t, o1, 'int', 10);
+  await holdClients(t, o1, 'int', 12);
   const args = ['cluster', 'upgrade', '--from', o1.name, '--to', n1.name, '--conn-evict-rate', '2', '--wait-takeover', '1'];
+  const late = await ctl(n1, [...args, '--timeout', '1']);
+  t.equal(late.code, 1, 'past --timeout: exit 1');
+  t.match(late.stdout, new RegExp(`Upgrade stopped at ${o1.name} \\(0 of 1 nodes done\\): timed out after 1 s with \\d+ connections and \\d+ sessions left`));
+  t.match(late.stdout, /The evacuation of .* stays as it is/);
+  t.match(await statusOf(n1, o1.name), { status: 'enabled', state: 'evicting_conns' }, 'the evacuation stays on');
   const proc = spawnProcess({ name: 'upgrade', command: process.execPath, args: [join(repoRoot, 'bin', 'tidemq'), 'ctl', '--api', `http://127.0.0.1:${n1.mgmtPort}`, ...args] });
   t.teardown(() => proc.stop());
-  await waitFor('o1 evicting', async () => (await statusOf(n1, o1.name)).state === 'evicting_conns', 15_000);
+  // Its SIGINT handler is in place once it has started or continued the evacuation.
+  await waitFor('the upgrade continues the evacuation', () => proc.stdout().includes(`${o1.name}: evacuation continued`), 15_000);
   process.kill(proc.pid, 'SIGINT');
   const code = await Promise.race([proc.exited, new Promise<'slow'>((r) => setTimeout(() => r('slow'), 10_000))]);
   t.equal(code, 1, 'an interrupted upgrade exits 1');
