@@ -8,11 +8,11 @@ import { CtlError, type CtlFamily } from './ctl.js';
 import { countsOf, evacuationBody, evacuationOptions, startOrContinue, statusOf, waitEvacuated } from './evacuation-wait.js';
 
 /** Without --timeout a drain waits this long. */
-export const DEFAULT_DRAIN_TIMEOUT_S = 600;
+const DEFAULT_DRAIN_TIMEOUT_S = 600;
 /** Progress lines this often when stdout is not a terminal (a pod's log). */
 const QUIET_EVERY_MS = 10_000;
 /** Without --timeout an undrain waits this long for the node's API. */
-export const DEFAULT_UNDRAIN_TIMEOUT_S = 60;
+const DEFAULT_UNDRAIN_TIMEOUT_S = 60;
 const RETRY_MS = 500;
 
 function timeoutOf(argv: Record<string, unknown>, fallback: number): number {

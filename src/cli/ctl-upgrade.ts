@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { EVACUATION_DEFAULTS, formatNodes, type StartBody } from '../rebalance/options.js';
 import { Progress } from './ctl-rebalance.js';
 import { CtlError, type CtlCommand, type CtlContext } from './ctl.js';
-import { countsOf, evacuated, evacuationBody, evacuationOptions, POLL_MS, startOrContinue, statusOf, waitEvacuated, type Counts, type Status } from './evacuation-wait.js';
+import { countsOf, evacuated, evacuationBody, evacuationOptions, startOrContinue, statusOf, waitEvacuated, type Counts, type Status } from './evacuation-wait.js';
 import { EXIT_USAGE } from './parser.js';
 
 /** The lease outlives a CLI that died by this much; it is renewed every LEASE_RENEW_MS. */

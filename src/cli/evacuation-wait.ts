@@ -18,7 +18,7 @@ const DESCRIBE: Record<(typeof FLAGS)[number], string> = {
 };
 
 /** How often a node's evacuation status is read while waiting. */
-export const POLL_MS = 1000;
+const POLL_MS = 1000;
 
 export type Status = Record<string, unknown>;
 

@@ -57,17 +57,17 @@ export const MANIFEST_DEFAULTS = {
 } as const;
 
 /** Seconds a pod's drain may take: the evacuation's phases at its rates, plus the usual reconnect slack. */
-export function drainSeconds(o: ManifestOptions): number {
+function drainSeconds(o: ManifestOptions): number {
   return o.waitHealthCheck + Math.ceil(o.expectedConnections / o.connEvictRate) + o.waitTakeover + Math.ceil(o.expectedSessions / o.sessEvictRate) + 30;
 }
 
 /** The postStart hook: a drained pod restarted on its volume serves again (an evacuation survives restarts). */
-export function undrainCommand(o: ManifestOptions): string[] {
+function undrainCommand(o: ManifestOptions): string[] {
   return [o.bin, 'ctl', '--api', `http://127.0.0.1:${PORTS.mgmt}`, 'node', 'undrain', '--timeout', '120'];
 }
 
 /** The preStop hook: drain this pod through its own management API. */
-export function drainCommand(o: ManifestOptions): string[] {
+function drainCommand(o: ManifestOptions): string[] {
   return [
     o.bin, 'ctl', '--api', `http://127.0.0.1:${PORTS.mgmt}`, 'node', 'drain',
     '--timeout', String(drainSeconds(o)),

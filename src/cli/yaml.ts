@@ -2,7 +2,8 @@
 // sequences, every string a JSON (double-quoted YAML) scalar, so no value is ever misread (`on`,
 // `1e3`, `yes`). JSON-shaped data only; documents are joined with `---`.
 
-type Value = string | number | boolean | null | readonly Value[] | { readonly [key: string]: Value | undefined };
+export type YamlValue = string | number | boolean | null | readonly YamlValue[] | { readonly [key: string]: YamlValue | undefined };
+type Value = YamlValue;
 
 const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_.\/-]*$/;
 
@@ -41,8 +42,6 @@ function lines(v: Value, indent: string, out: string[]): void {
     } else out.push(`${indent}${key(k)}: ${isCollection(item) ? (Array.isArray(item) ? '[]' : '{}') : scalar(item as string | number | boolean | null)}`);
   }
 }
-
-export type YamlValue = Value;
 
 /** One YAML document per value, `---` between them. */
 export function toYaml(docs: readonly Value[]): string {

@@ -8,9 +8,9 @@ const RPC = { stop: 'node.stop', lease: 'node.lease', counts: 'node.counts' } as
 /** Leave and stop after the answer has gone out (the RPC reply or the HTTP response). */
 const STOP_DELAY_MS = 100;
 /** A lease outlives a silent holder by at most this (the CLI renews far more often). */
-export const MAX_LEASE_TTL_S = 600;
+const MAX_LEASE_TTL_S = 600;
 
-export type NodeControlErrorCode = 'lease_held' | 'invalid_node' | 'rpc_failed' | 'invalid_param';
+type NodeControlErrorCode = 'lease_held' | 'invalid_node' | 'rpc_failed' | 'invalid_param';
 
 export class NodeControlError extends Error {
   constructor(
@@ -23,7 +23,7 @@ export class NodeControlError extends Error {
 }
 
 /** What asks for a lease: an opaque holder id (the CLI's host, pid and a random part) and a ttl. */
-export interface LeaseRequest {
+interface LeaseRequest {
   readonly owner: string;
   /** Seconds, 1..MAX_LEASE_TTL_S; 0 releases the holder's lease. */
   readonly ttl: number;
