@@ -3,7 +3,6 @@
 // `1e3`, `yes`). JSON-shaped data only; documents are joined with `---`.
 
 export type YamlValue = string | number | boolean | null | readonly YamlValue[] | { readonly [key: string]: YamlValue | undefined };
-type Value = YamlValue;
 
 const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_.\/-]*$/;
 
@@ -14,18 +13,18 @@ function scalar(v: string | number | boolean | null): string {
 
 const key = (k: string): string => (PLAIN_KEY.test(k) ? k : JSON.stringify(k));
 
-function isCollection(v: Value): v is readonly Value[] | { readonly [key: string]: Value | undefined } {
+function isCollection(v: YamlValue): v is readonly YamlValue[] | { readonly [key: string]: YamlValue | undefined } {
   return typeof v === 'object' && v !== null;
 }
 
-function isEmpty(v: Value): boolean {
+function isEmpty(v: YamlValue): boolean {
   return Array.isArray(v) ? v.length === 0 : isCollection(v) && Object.values(v).every((x) => x === undefined);
 }
 
 /** Lines of `v` at `indent`; a collection in a sequence starts on the dash's line. */
-function lines(v: Value, indent: string, out: string[]): void {
+function lines(v: YamlValue, indent: string, out: string[]): void {
   if (Array.isArray(v)) {
-    for (const item of v as readonly Value[]) {
+    for (const item of v as readonly YamlValue[]) {
       if (isCollection(item) && !isEmpty(item)) {
         const start = out.length;
         lines(item, `${indent}  `, out);
@@ -34,7 +33,7 @@ function lines(v: Value, indent: string, out: string[]): void {
     }
     return;
   }
-  for (const [k, item] of Object.entries(v as { readonly [key: string]: Value | undefined })) {
+  for (const [k, item] of Object.entries(v as { readonly [key: string]: YamlValue | undefined })) {
     if (item === undefined) continue;
     if (isCollection(item) && !isEmpty(item)) {
       out.push(`${indent}${key(k)}:`);
@@ -44,7 +43,7 @@ function lines(v: Value, indent: string, out: string[]): void {
 }
 
 /** One YAML document per value, `---` between them. */
-export function toYaml(docs: readonly Value[]): string {
+export function toYaml(docs: readonly YamlValue[]): string {
   return docs
     .map((doc) => {
       const out: string[] = [];
