@@ -178,7 +178,7 @@ export const upgradeCommand: CtlCommand = {
     emit(
       { step: 'plan', from, to, stop_old: argv['stop-old'] !== false, options: body, nodes: plan, expected_s: total, dry_run: argv['dry-run'] === true },
       [
-        `Upgrade plan: ${from.length} old nodes into ${formatNodes(to)}, one at a time, expected ${total} s at most:`,
+        `Upgrade plan: ${from.length} old nodes into ${formatNodes(to)}, one at a time, expected about ${total} s:`,
         ...plan.map((p, i) => `  ${i + 1}. ${p.node}: ${p.state}, ${p.connections} connections, ${p.sessions} sessions, about ${p.expected_s} s`),
       ].join('\n'),
     );

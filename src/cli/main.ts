@@ -65,7 +65,7 @@ export async function main(args: string[]): Promise<void> {
         process.stdout.write(`${added ? 'Added' : 'Changed'} the password of ${argv.user} in ${argv.file}\n`);
       },
     )
-    .command('k8s', 'Kubernetes', (y) =>
+    .command('k8s', 'Kubernetes: the objects of a tidemq cluster (k8s manifests)', (y) =>
       y
         .command(
           'manifests',

@@ -83,16 +83,16 @@ t.test('dry run, upgrade of two old nodes, a second upgrade refused meanwhile, t
   const [o1, o2, n1, n2] = nodes as [NodeProcess, NodeProcess, NodeProcess, NodeProcess];
   const topic = 'up/q1';
   const parked = [...(await parkSessions(o1, 'pa', 5, topic)), ...(await parkSessions(o2, 'pb', 5, topic))];
-  await holdClients(t, o1, 'ha', 20);
-  await holdClients(t, o2, 'hb', 20);
+  await holdClients(t, o1, 'ha', 30);
+  await holdClients(t, o2, 'hb', 30);
   const from = `${o1.name} ${o2.name}`;
   const to = `${n1.name} ${n2.name}`;
 
   const dry = await ctl(n1, ['cluster', 'upgrade', '--from', from, '--to', to, '--conn-evict-rate', '10', '--wait-takeover', '1', '--dry-run']);
   t.equal(dry.code, 0, dry.stderr);
   t.match(dry.stdout, /Upgrade plan: 2 old nodes/);
-  t.match(dry.stdout, new RegExp(`1\\. ${o1.name}: serving, 20 connections, 25 sessions, about 4 s`), 'the plan counts and times node 1 (20/10 + 1 + 25/500, rounded up)');
-  t.match(dry.stdout, new RegExp(`2\\. ${o2.name}: serving, 20 connections, 25 sessions`));
+  t.match(dry.stdout, new RegExp(`1\\. ${o1.name}: serving, 30 connections, 35 sessions, about 5 s`), 'the plan counts and times node 1 (30/10 + 1 + 35/500, rounded up)');
+  t.match(dry.stdout, new RegExp(`2\\. ${o2.name}: serving, 30 connections, 35 sessions`));
   t.same(await evacuations(n1), [], 'a dry run starts nothing');
 
   // QoS 1 messages to the parked sessions while they move.
