@@ -7,8 +7,10 @@
 // and API password from a Secret, and the data dir on a volume claim. A rolling update of the
 // StatefulSet then moves each pod's clients and sessions away before the pod stops.
 import { randomBytes } from 'node:crypto';
+import type { Argv } from 'yargs';
 import { EVACUATION_DEFAULTS } from '../rebalance/options.js';
-import type { YamlValue } from './yaml.js';
+import { UsageError } from './parser.js';
+import { toYaml, type YamlValue } from './yaml.js';
 
 const PORTS = { mqtt: 1883, ws: 8083, mgmt: 8081, cluster: 4370 } as const;
 const DATA_DIR = '/var/lib/tidemq';
@@ -18,7 +20,7 @@ const STOP_MARGIN_S = 15;
 /** Readiness is read this often, and one failure takes the pod out of the Endpoints. */
 const READINESS_PERIOD_S = 2;
 
-export interface ManifestOptions {
+interface ManifestOptions {
   readonly name: string;
   readonly namespace: string | undefined;
   readonly replicas: number;
@@ -42,7 +44,7 @@ export interface ManifestOptions {
   readonly withSecret: boolean;
 }
 
-export const MANIFEST_DEFAULTS = {
+const MANIFEST_DEFAULTS = {
   name: 'tidemq',
   replicas: 3,
   bin: 'tidemq',
@@ -82,7 +84,7 @@ function drainCommand(o: ManifestOptions): string[] {
 const NAME = /^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/;
 
 /** The options from the command line, checked; a bad one throws with the flag's name. */
-export function manifestOptions(flags: Readonly<Record<string, unknown>>): ManifestOptions {
+function manifestOptions(flags: Readonly<Record<string, unknown>>): ManifestOptions {
   const d = MANIFEST_DEFAULTS;
   const str = (k: string): string | undefined => (flags[k] === undefined ? undefined : String(flags[k]));
   const int = (k: string, fallback: number, min: number): number => {
@@ -119,7 +121,7 @@ export function manifestOptions(flags: Readonly<Record<string, unknown>>): Manif
   };
 }
 
-export function manifests(o: ManifestOptions): YamlValue[] {
+function manifests(o: ManifestOptions): YamlValue[] {
   const labels = { 'app.kubernetes.io/name': 'tidemq', 'app.kubernetes.io/instance': o.name };
   const meta = (name: string): YamlValue => ({ name, namespace: o.namespace, labels });
   const headless = `${o.name}-headless`;
@@ -233,4 +235,43 @@ export function manifests(o: ManifestOptions): YamlValue[] {
     },
   );
   return docs;
+}
+
+/** `tidemq k8s manifests [...]`: prints the objects; a bad flag is a usage error (exit 2). */
+export function k8sCommands(y: Argv): Argv {
+  return y
+    .command(
+      'manifests',
+      'print the Kubernetes objects of a tidemq cluster as YAML, for `kubectl apply -f -`',
+      (m) =>
+        m
+          .option('image', { type: 'string', describe: 'the tidemq container image (required)', requiresArg: true })
+          .option('name', { type: 'string', describe: `StatefulSet and Service name (${MANIFEST_DEFAULTS.name})`, requiresArg: true })
+          .option('namespace', { type: 'string', describe: "namespace (else kubectl's)", requiresArg: true })
+          .option('replicas', { type: 'string', describe: `pods (${MANIFEST_DEFAULTS.replicas})`, requiresArg: true })
+          .option('bin', { type: 'string', describe: `the tidemq launcher in the image (${MANIFEST_DEFAULTS.bin})`, requiresArg: true })
+          .option('storage', { type: 'string', describe: `data volume size (${MANIFEST_DEFAULTS.storage})`, requiresArg: true })
+          .option('storage-class', { type: 'string', describe: 'data volume storage class (the default one)', requiresArg: true })
+          .option('service-type', { type: 'string', describe: `client Service type: ClusterIP, NodePort or LoadBalancer (${MANIFEST_DEFAULTS.serviceType})`, requiresArg: true })
+          .option('expected-connections', { type: 'string', describe: `connections per pod; sizes the drain and the grace period (${MANIFEST_DEFAULTS.expectedConnections})`, requiresArg: true })
+          .option('expected-sessions', { type: 'string', describe: 'sessions per pod (as many as connections)', requiresArg: true })
+          .option('conn-evict-rate', { type: 'string', describe: `drain: connections evicted per second (${MANIFEST_DEFAULTS.connEvictRate})`, requiresArg: true })
+          .option('sess-evict-rate', { type: 'string', describe: `drain: sessions moved per second (${MANIFEST_DEFAULTS.sessEvictRate})`, requiresArg: true })
+          .option('wait-takeover', { type: 'string', describe: `drain: seconds for evicted clients to reconnect (${MANIFEST_DEFAULTS.waitTakeover})`, requiresArg: true })
+          .option('wait-health-check', { type: 'string', describe: `drain: seconds out of the Endpoints before evicting (${MANIFEST_DEFAULTS.waitHealthCheck})`, requiresArg: true })
+          .option('secret', { type: 'string', describe: 'Secret with keys cookie and api-password (<name>-secret)', requiresArg: true })
+          .option('with-secret', { type: 'boolean', describe: 'print that Secret too, with random values (first install only)' })
+          .epilog('Without --with-secret, create the Secret first: kubectl create secret generic tidemq-secret --from-literal=cookie="$(openssl rand -hex 32)" --from-literal=api-password="$(openssl rand -hex 16)"'),
+      (argv) => {
+        let options;
+        try {
+          options = manifestOptions(argv);
+        } catch (err) {
+          if (err instanceof RangeError) throw new UsageError(err.message);
+          throw err;
+        }
+        process.stdout.write(toYaml(manifests(options)));
+      },
+    )
+    .demandCommand(1, 'a k8s command is needed: manifests');
 }

@@ -3,11 +3,10 @@ import yargs from 'yargs';
 import { VERSION } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
 import { runCtl } from './ctl.js';
-import { manifestOptions, manifests, MANIFEST_DEFAULTS } from './k8s-manifests.js';
+import { k8sCommands } from './k8s-manifests.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
-import { toYaml } from './yaml.js';
 
 /** Runs one command line (without `node` and the script path); sets process.exitCode. */
 export async function main(args: string[]): Promise<void> {
@@ -65,43 +64,7 @@ export async function main(args: string[]): Promise<void> {
         process.stdout.write(`${added ? 'Added' : 'Changed'} the password of ${argv.user} in ${argv.file}\n`);
       },
     )
-    .command('k8s', 'Kubernetes: the objects of a tidemq cluster (k8s manifests)', (y) =>
-      y
-        .command(
-          'manifests',
-          'print the Kubernetes objects of a tidemq cluster as YAML, for `kubectl apply -f -`',
-          (m) =>
-            m
-              .option('image', { type: 'string', describe: 'the tidemq container image (required)', requiresArg: true })
-              .option('name', { type: 'string', describe: `StatefulSet and Service name (${MANIFEST_DEFAULTS.name})`, requiresArg: true })
-              .option('namespace', { type: 'string', describe: "namespace (else kubectl's)", requiresArg: true })
-              .option('replicas', { type: 'string', describe: `pods (${MANIFEST_DEFAULTS.replicas})`, requiresArg: true })
-              .option('bin', { type: 'string', describe: `the tidemq launcher in the image (${MANIFEST_DEFAULTS.bin})`, requiresArg: true })
-              .option('storage', { type: 'string', describe: `data volume size (${MANIFEST_DEFAULTS.storage})`, requiresArg: true })
-              .option('storage-class', { type: 'string', describe: 'data volume storage class (the default one)', requiresArg: true })
-              .option('service-type', { type: 'string', describe: `client Service type: ClusterIP, NodePort or LoadBalancer (${MANIFEST_DEFAULTS.serviceType})`, requiresArg: true })
-              .option('expected-connections', { type: 'string', describe: `connections per pod; sizes the drain and the grace period (${MANIFEST_DEFAULTS.expectedConnections})`, requiresArg: true })
-              .option('expected-sessions', { type: 'string', describe: 'sessions per pod (as many as connections)', requiresArg: true })
-              .option('conn-evict-rate', { type: 'string', describe: `drain: connections evicted per second (${MANIFEST_DEFAULTS.connEvictRate})`, requiresArg: true })
-              .option('sess-evict-rate', { type: 'string', describe: `drain: sessions moved per second (${MANIFEST_DEFAULTS.sessEvictRate})`, requiresArg: true })
-              .option('wait-takeover', { type: 'string', describe: `drain: seconds for evicted clients to reconnect (${MANIFEST_DEFAULTS.waitTakeover})`, requiresArg: true })
-              .option('wait-health-check', { type: 'string', describe: `drain: seconds out of the Endpoints before evicting (${MANIFEST_DEFAULTS.waitHealthCheck})`, requiresArg: true })
-              .option('secret', { type: 'string', describe: 'Secret with keys cookie and api-password (<name>-secret)', requiresArg: true })
-              .option('with-secret', { type: 'boolean', describe: 'print that Secret too, with random values (first install only)' })
-              .epilog('Without --with-secret, create the Secret first: kubectl create secret generic tidemq-secret --from-literal=cookie="$(openssl rand -hex 32)" --from-literal=api-password="$(openssl rand -hex 16)"'),
-          (argv) => {
-            let options;
-            try {
-              options = manifestOptions(argv);
-            } catch (err) {
-              if (err instanceof RangeError) throw new UsageError(err.message);
-              throw err;
-            }
-            process.stdout.write(toYaml(manifests(options)));
-          },
-        )
-        .demandCommand(1, 'a k8s command is needed: manifests'),
-    )
+    .command('k8s', 'Kubernetes: the objects of a tidemq cluster (k8s manifests)', k8sCommands)
     .demandCommand(1, 'a command is needed: start, passwd or k8s')
     .version(VERSION);
   try {
