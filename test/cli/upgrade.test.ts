@@ -1,49 +1,17 @@
-// `ctl cluster upgrade` and `ctl node drain` (SPEC 12) on real nodes: the checks that refuse before
-// anything starts (exit 2), the plan, an upgrade that moves persistent sessions to the new nodes and
-// stops the old ones, a run continued from what the nodes hold, a second upgrade refused while one
-// runs, a new node failing mid-upgrade (exit 1, the evacuation left on, resume and roll back lines),
-// the remote stop endpoint, and a drain that finishes (exit 0) or times out (exit 1).
-import mqtt, { type MqttClient } from 'mqtt';
-import t, { type Test } from 'tap';
+// `ctl cluster upgrade` (SPEC 12) on real nodes: the checks that refuse before anything starts
+// (exit 2), the plan, an upgrade that moves persistent sessions to the new nodes and stops the old
+// ones, a second upgrade refused while one runs, a run continued from what the nodes hold, a new
+// node failing mid-upgrade and a timeout (exit 1, the evacuation left on, resume and roll back
+// lines), and an interrupted run that leaves no lease behind.
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import t from 'tap';
 import { ctl, startCluster, waitFor } from '../cluster/support.js';
-import { adminRequest, v5 as api } from '../helpers/admin.js';
+import { v5 as api } from '../helpers/admin.js';
+import { repoRoot } from '../helpers/build.js';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { isRunning, run, spawnProcess } from '../helpers/process.js';
-import { join } from 'node:path';
-import { repoRoot } from '../helpers/build.js';
-
-type Status = { status: string; process?: string; state?: string; stats?: { current_connected: number; current_sessions: number } };
-const statusOf = async (via: NodeProcess, node: string): Promise<Status> => (await api(via, 'GET', `/load_rebalance/status?node=${encodeURIComponent(node)}`)) as Status;
-const evacuations = async (n: NodeProcess): Promise<unknown[]> => ((await api(n, 'GET', '/load_rebalance/global_status')) as { evacuations: unknown[] }).evacuations;
-const members = async (n: NodeProcess): Promise<string[]> => {
-  const v = (await api(n, 'GET', '/cluster')) as { running_nodes: string[]; stopped_nodes: string[] };
-  return [...v.running_nodes, ...v.stopped_nodes].sort();
-};
-const sessionsOn = async (n: NodeProcess): Promise<string[]> =>
-  ((await api(n, 'GET', '/clients?limit=1000')) as { data: Array<{ clientid: string }> }).data.map((c) => c.clientid).sort();
-
-/** Persistent 5.0 sessions subscribed at QoS 1 on `node`, then disconnected (they stay there). */
-async function parkSessions(node: NodeProcess, prefix: string, n: number, topic: string): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const id = `${prefix}-${i}`;
-    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { clientId: id, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 }, reconnectPeriod: 0 });
-    await c.subscribeAsync(topic, { qos: 1 });
-    await c.endAsync();
-    ids.push(id);
-  }
-  return ids;
-}
-
-/** Live clients on `node` that stay away once evicted (no reconnect). */
-async function holdClients(t: Test, node: NodeProcess, prefix: string, n: number): Promise<MqttClient[]> {
-  const clients = await Promise.all(
-    Array.from({ length: n }, (_, i) => mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { clientId: `${prefix}-${i}`, reconnectPeriod: 0 })),
-  );
-  for (const c of clients) c.on('error', () => undefined);
-  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
-  return clients;
-}
+import { evacuations, holdClients, members, parkSessions, sessionsOn, statusOf } from './upgrade-support.js';
 
 t.test('bad input: a clear message, exit 2, nothing started', async (t) => {
   const [n1, n2, n3] = (await startCluster(t, 3)) as [NodeProcess, NodeProcess, NodeProcess];
@@ -203,47 +171,4 @@ t.test('a timeout, then interrupted (SIGINT): exit 1 with the resume line, the l
   t.equal(again.code, 0, again.stderr);
   t.match(again.stdout, /"how":"continued"/);
   await waitFor('o1 exited', () => !isRunning(o1.pid), 15_000);
-});
-
-t.test('remote stop: bad input, unknown node, then leave and stop', async (t) => {
-  const [a, b] = (await startCluster(t, 2)) as [NodeProcess, NodeProcess];
-  const bad = await adminRequest(a, 'POST', `/api/v5/nodes/${b.name}/stop`, { leave: 'yes' });
-  t.equal(bad.status, 400);
-  t.match(bad.json, { message: 'invalid leave value' });
-  const unknown = await adminRequest(a, 'POST', '/api/v5/nodes/ghost@127.0.0.1/stop');
-  t.equal(unknown.status, 404);
-  const lease = await adminRequest(a, 'PUT', `/api/v5/nodes/${b.name}/upgrade_lease`, { owner: 'x', ttl: -1 });
-  t.equal(lease.status, 400);
-  t.match(lease.json, { message: 'invalid ttl value' });
-  const noAuth = await fetch(`http://127.0.0.1:${a.mgmtPort}/api/v5/nodes/${b.name}/stop`, { method: 'POST' });
-  t.equal(noAuth.status, 401, 'credentials needed');
-  t.ok(isRunning(b.pid), 'nothing stopped by bad requests');
-  t.same(await v5ok(a, 'POST', `/nodes/${b.name}/stop`, { leave: true }), { node: b.name, stopping: true });
-  await waitFor('b exited', () => !isRunning(b.pid), 15_000);
-  t.same(await members(a), [a.name], 'b left the cluster before stopping');
-});
-
-const v5ok = api;
-
-t.test('node drain: empty (exit 0), or timeout (exit 1, the evacuation stays on)', async (t) => {
-  const [a, b] = (await startCluster(t, 2)) as [NodeProcess, NodeProcess];
-  await holdClients(t, a, 'dr', 10);
-  await parkSessions(a, 'drs', 3, 'dr/x');
-  const ok = await ctl(a, ['node', 'drain', '--conn-evict-rate', '20', '--wait-takeover', '1', '--timeout', '15']);
-  t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, new RegExp(`Draining ${a.name}: evacuation started`));
-  t.match(ok.stdout, new RegExp(`Node ${a.name} drained: no connection and no session left`));
-  t.match(await statusOf(a, a.name), { state: 'prohibiting', stats: { current_connected: 0, current_sessions: 0 } });
-  t.same((await sessionsOn(b)).filter((id) => id.startsWith('drs')), ['drs-0', 'drs-1', 'drs-2'], 'the sessions moved to the other node');
-
-  await holdClients(t, b, 'dt', 5);
-  const late = await ctl(b, ['node', 'drain', '--wait-takeover', '60', '--timeout', '2']);
-  t.equal(late.code, 1, 'timeout: exit 1');
-  t.match(late.stderr, new RegExp(`${b.name} not drained within 2 s: 0 connections and \\d+ sessions left; its evacuation stays on`));
-  t.match(await statusOf(b, b.name), { status: 'enabled', process: 'evacuation' }, 'the evacuation stays on');
-  const again = await ctl(b, ['node', 'drain', '--timeout', '1']);
-  t.match(again.stdout, /evacuation continued/, 'a second drain continues the evacuation');
-  const bad = await ctl(b, ['node', 'drain', '--timeout', '-3']);
-  t.equal(bad.code, 2);
-  t.match(bad.stderr, /invalid --timeout value/);
 });
