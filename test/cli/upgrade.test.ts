@@ -93,6 +93,7 @@ t.test('dry run, upgrade of two old nodes, a second upgrade refused meanwhile, t
   t.ok(idx('left', o1.name) < idx('evacuation', o2.name), 'node 1 left before node 2 was evacuated');
 
   await waitFor('both old processes exited', () => !isRunning(o1.pid) && !isRunning(o2.pid), 20_000);
+  t.same([await o1.stop(), await o2.stop()], [0, 0], 'they stopped gracefully (exit 0)');
   t.match(o1.output(), /stop requested over the management API/);
   t.same(await members(n1), [n1.name, n2.name].sort(), 'only the new nodes are members');
   t.same(await members(n2), [n1.name, n2.name].sort());

@@ -142,6 +142,7 @@ if (!(await haveHaproxy()) || !nbenchBuilt || PROMETHEUS === undefined) {
     t.equal(steps.at(-1)?.step, 'done');
 
     await waitFor('the old processes exited', () => old.every((n) => !isRunning(n.pid)), 20_000);
+    t.same(await Promise.all(old.map((n) => n.stop())), [0, 0, 0], 'the old nodes stopped gracefully (exit 0)');
     t.same(((await api(n1, 'GET', '/cluster')) as { running_nodes: string[]; stopped_nodes: string[] }), { name: n1.name, running_nodes: news.map((n) => n.name).sort(), stopped_nodes: [] }, 'the cluster is the new nodes');
     const onNew = async (): Promise<number[]> => Promise.all(news.map(live));
     await waitFor(`all ${TOTAL} clients (and the publisher) on the new nodes`, async () => (await onNew()).reduce((a, b) => a + b, 0) === TOTAL + 1, 60_000).catch(() => undefined);
