@@ -11,26 +11,43 @@ import { Rpc, RpcError } from '../../src/cluster/rpc.js';
 
 const log = pino({ level: 'silent' });
 
+/** Every complete frame of the bytes pushed so far. */
+function frames(d: FrameDecoder, chunk: Buffer): LinkMessage[][] {
+  d.push(chunk);
+  const out: LinkMessage[][] = [];
+  for (let f = d.next(); f !== undefined; f = d.next()) out.push(f);
+  return out;
+}
+
 t.test('frames decode the same however the stream is cut; binaries are views of the frame', async (t) => {
   const payload = Buffer.from('payload bytes');
-  const frames = Buffer.concat([encodeFrame([[4, 't/1', payload, 1]]), encodeFrame([[0], [1, 'a/#', '']])]);
-  for (let cut = 1; cut < frames.length; cut++) {
+  const both = Buffer.concat([encodeFrame([[4, 't/1', payload, 1]]), encodeFrame([[0], [1, 'a/#', '']])]);
+  for (let cut = 1; cut < both.length; cut++) {
     const d = new FrameDecoder();
-    const out = [...d.push(frames.subarray(0, cut)), ...d.push(frames.subarray(cut))];
+    const out = [...frames(d, both.subarray(0, cut)), ...frames(d, both.subarray(cut))];
     t.same(out, [[[4, 't/1', payload, 1]], [[0], [1, 'a/#', '']]], `cut at ${cut}`);
   }
   const whole = encodeFrame([[4, 't', payload]]);
-  const [[msg]] = new FrameDecoder().push(whole) as [[LinkMessage]];
+  const [[msg]] = frames(new FrameDecoder(), whole) as [[LinkMessage]];
   const bin = msg[2] as Buffer;
   t.equal(bin.buffer, whole.buffer, 'the payload is not copied out of the frame');
   const huge = Buffer.alloc(4);
   huge.writeUInt32BE(MAX_FRAME + 1, 0);
-  t.throws(() => new FrameDecoder().push(huge), /exceeds/, 'an oversized frame is refused before buffering it');
+  t.throws(() => frames(new FrameDecoder(), huge), /exceeds/, 'an oversized frame is refused before buffering it');
+  const small = new FrameDecoder(4096);
+  const big = encodeFrame([[0, Buffer.alloc(5000)]]);
+  t.throws(() => frames(small, big.subarray(0, 4)), /exceeds 4096/, 'the handshake limit is checked on the length prefix alone');
+  const raised = new FrameDecoder(4096);
+  raised.push(Buffer.concat([encodeFrame([['welcome']]), big]));
+  t.same(raised.next(), [['welcome']]);
+  raised.limit = MAX_FRAME;
+  t.equal((raised.next()?.[0]?.[1] as Buffer).length, 5000, 'a limit raised after a frame applies to the frames behind it');
 });
 
 interface Side {
   up: Link[];
   down: string[];
+  refused: string[];
   messages: LinkMessage[];
   handler: LinkHandler;
 }
@@ -39,9 +56,11 @@ function side(refuse?: string): Side {
   const s: Side = {
     up: [],
     down: [],
+    refused: [],
     messages: [],
     handler: {
       admit: () => refuse,
+      refused: (_l, reason) => s.refused.push(reason),
       linkUp: (l) => s.up.push(l),
       linkMessage: (_l, m) => s.messages.push(m),
       linkDown: (_l, why) => s.down.push(why),
@@ -81,6 +100,8 @@ t.test('a wrong cookie: refused on both sides, nothing comes up', async (t) => {
   const { dialer, acceptor } = await pair(t, ['secret', 'other']);
   t.same([dialer.up.length, acceptor.up.length], [0, 0]);
   t.ok(dialer.down.length > 0 && acceptor.down.length > 0);
+  t.same(acceptor.refused, ['bad_cookie'], 'the acceptor found the proof wrong');
+  t.same(dialer.refused, ['refused_bad_cookie']);
 });
 
 t.test('a refusal by the acceptor (name in use) reaches the dialer', async (t) => {
