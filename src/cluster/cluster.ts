@@ -107,7 +107,7 @@ function retainWire(m: Message): RetainWire {
  * The built-in cookie is public: refused (a ConfigError, exit 2) unless nothing of the node is
  * reachable from another host, so no stranger can join with it.
  */
-function checkCookie(config: Config): void {
+export function checkCookie(config: Config): void {
   if (config.node.cookie !== DEFAULT_COOKIE) return;
   const exposed: string[] = [];
   if (!isLoopback(config.listeners.bind)) exposed.push(`listeners.bind = ${config.listeners.bind}`);
@@ -195,7 +195,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
     private readonly config: Config,
     readonly log: Logger,
   ) {
-    checkCookie(config);
     this.node = config.node.name;
     this.cookie = config.node.cookie;
     this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
