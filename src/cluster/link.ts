@@ -365,7 +365,7 @@ export class Link {
   private refusedUnproved(reason: unknown): void {
     if (reason === 'bad_cookie') {
       this.log.error({ peer: this.expected, remote: this.remote }, 'cluster link refused: wrong cluster cookie');
-      return this.refuse('refused_bad_cookie', 'refused: bad_cookie');
+      return this.refuse('refused_bad_cookie', 'bad_cookie');
     }
     this.refuse('unproved_reject', 'refused without proof');
   }
