@@ -177,6 +177,7 @@ function validate(config: Config): void {
   if (listeners.tls_cn_as_username && !listeners.tls_verify_peer) {
     throw new ConfigError('listeners.tls_cn_as_username: needs listeners.tls_verify_peer = true (an unverified CN is no identity)');
   }
+  if (cluster.handshake_timeout <= 0) throw new ConfigError('cluster.handshake_timeout: expected a duration above 0 (no peer could finish its handshake)');
   if ((cluster.tls_cert_file === '') !== (cluster.tls_key_file === '')) {
     throw new ConfigError('cluster.tls_cert_file and cluster.tls_key_file: expected both set or both empty');
   }
