@@ -1,6 +1,7 @@
 // Cluster links in-process over loopback sockets: framing, the cookie handshake (both sides
 // prove it; a wrong one, or a name in use, is refused), and one frame per event-loop turn.
 
+import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
@@ -108,6 +109,26 @@ t.test('a refusal by the acceptor (name in use) reaches the dialer', async (t) =
   const { dialer, acceptor } = await pair(t, ['secret', 'secret'], 'name_in_use');
   t.same([dialer.up.length, acceptor.up.length], [0, 0]);
   t.same(dialer.down, ['refused: name_in_use']);
+});
+
+t.test('a refusal counts for the dialer only when the acceptor proves it', async (t) => {
+  const proved = await pair(t, ['secret', 'secret'], 'removed_from_cluster');
+  t.equal(proved.link.refusal, 'removed_from_cluster', 'an acceptor that knows the cookie is believed');
+  // A stranger at the address: answers the hello with a challenge and a reject it cannot prove.
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), 'inc'], ['reject', 'removed_from_cluster', randomBytes(32)]])));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const dialer = side();
+  const link = new Link(connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port }), 'a@127.0.0.1', 'secret', 'inc-a', dialer.handler, log, 'b@127.0.0.1', true);
+  t.teardown(() => link.close('test over'));
+  const deadline = Date.now() + 3000;
+  while (dialer.down.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.equal(link.refusal, undefined, 'an unproved refusal is not taken for one');
+  t.same(dialer.refused, ['unproved_reject']);
+  t.equal(link.peer, '', 'the stranger never became the peer');
 });
 
 t.test('messages sent in one turn leave as one frame, in order', async (t) => {
