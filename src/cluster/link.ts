@@ -236,6 +236,8 @@ export class Link {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (wasUp && this.out.length > 0 && this.socket.writable) this.write(this.out);
     this.out = [];
+    // Nothing more is read from a peer that never authenticated (it may be streaming garbage).
+    if (!wasUp) this.socket.pause();
     this.socket.end();
     // A peer that does not close its side is cut off.
     setTimeout(destroySocket, CLOSE_GRACE_MS, this.socket).unref();
