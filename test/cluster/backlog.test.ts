@@ -1,5 +1,6 @@
-// A peer that stops taking forwarded QoS 1 messages (SIGSTOP: its socket fills up): past
-// cluster.max_link_backlog the link is closed as failed, as for a dead peer, long before the
+// A peer that stops taking forwarded messages (SIGSTOP: its socket fills up): QoS 0 forwards are
+// dropped past half cluster.max_link_backlog, and a QoS 1 forward past the whole bound closes the
+// link as failed, as for a dead peer, long before the
 // heartbeat would notice; the node's RSS stays bounded under the flood, clients keep being served,
 // and the link comes back when the peer does.
 
@@ -30,9 +31,15 @@ t.test('QoS 1 forwards to a stalled peer: bounded backlog, the link fails, then 
   });
   const payload = Buffer.alloc(64 * 1024, 0x62);
   const started = Date.now();
+  // QoS 0 first: dropped once the backlog is over half the bound, and the link stays.
+  while (Date.now() - started < 2000 && (await metric(n1, 'tidemq_cluster_forwards_dropped_total')) === 0) {
+    for (let i = 0; i < 50; i++) await pub.publishAsync('stall/qos0', payload, { qos: 0 });
+  }
+  t.ok((await metric(n1, 'tidemq_cluster_forwards_dropped_total')) > 0, 'QoS 0 forwards were dropped past half the bound');
+  t.equal(await metric(n1, 'tidemq_cluster_link_backlog_failures_total'), 0, 'QoS 0 alone does not fail the link');
   let failedAt = 0;
   let sent = 0;
-  // At most 5 s (the heartbeat would declare n2 dead after 5 s): 1 s more once the link failed.
+  // Then QoS 1, within 5 s of the stop (the heartbeat would declare n2 dead then): 1 s more once the link failed.
   while (Date.now() - started < 5000 && (failedAt === 0 || Date.now() - failedAt < 1000)) {
     for (let i = 0; i < 50; i++, sent++) await pub.publishAsync('stall/bulk', payload, { qos: 1 });
     peak = Math.max(peak, rssKb(n1.pid));
