@@ -77,7 +77,10 @@ async function fuzz(port: number, count: number, make: (i: number) => FuzzCase):
 /** The node is alive, logged no error, and a subscriber gets a publish through it. */
 async function assertServes(t: Test, node: NodeProcess, subNode: NodeProcess = node): Promise<void> {
   t.doesNotThrow(() => process.kill(node.pid, 0), `${node.name} is still running`);
-  const errors = node.output().split('\n').filter((l) => /"level":(50|60)/.test(l));
+  const output = node.output();
+  // The helper keeps the last MiB of output: the check below must have seen all of it.
+  t.ok(output.length < 1 << 20, `the whole log is kept (${output.length} characters)`);
+  const errors = output.split('\n').filter((l) => /"level":(50|60)/.test(l));
   t.same(errors.slice(0, 5), [], `${node.name} logged no error (seed ${seed})`);
   const sub = await connectClient(t, subNode.mqttPort, { clientId: `after-fuzz-sub-${node.pid}` });
   const got: string[] = [];
