@@ -166,8 +166,15 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly cookie: string;
   private readonly handshake: HandshakeLimits;
   private readonly tls: ClusterTls | null;
-  /** Accepted links still in their handshake (bounded by cluster.max_pending_handshakes). */
-  private pendingAccepted = 0;
+  /**
+   * Connections to the cluster port not authenticated yet (TLS handshake included), by their TCP
+   * pair `address:port`; bounded by cluster.max_pending_handshakes.
+   */
+  private readonly handshaking = new Map<string, Socket>();
+  /** The TCP pair of each accepted link in its handshake (a TLS socket reports its TCP socket's). */
+  private readonly acceptedPairs = new Map<Link, string>();
+  /** Wraps accepted sockets in TLS when cluster TLS is on; it does not listen itself. */
+  private tlsServer: tls.Server | null = null;
   private refusalLogAt = 0;
   private refusalsUnlogged = 0;
   private readonly statePath: string;
@@ -211,13 +218,12 @@ export class Cluster implements ClusterBridge, LinkHandler {
   async start(): Promise<number> {
     const now = Date.now();
     this.load();
-    let server: Server;
-    if (this.tls === null) server = createServer((socket) => this.accept(socket));
-    else {
-      // The TLS handshake is part of the link's: the same deadline, and a failure is a refusal.
+    const server = createServer((socket) => this.gate(socket));
+    if (this.tls !== null) {
+      // The TLS handshake is part of the link's: the same deadline and slot, and a failure is a refusal.
       const options = { ...this.tls.context, requestCert: this.tls.verify, rejectUnauthorized: this.tls.verify, handshakeTimeout: this.handshake.timeoutMs };
-      server = tls.createServer(options, (socket) => this.accept(socket));
-      server.on('tlsClientError', (err, socket) => this.refusedAt(socket.remoteAddress, 'tls', err.message));
+      this.tlsServer = tls.createServer(options, (socket) => this.accept(socket));
+      this.tlsServer.on('tlsClientError', (err, socket) => this.refusedAt(socket.remoteAddress, 'tls', err.message));
     }
     this.server = server;
     const host = parseNodeAddress(this.node).host;
@@ -359,15 +365,35 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   // ---- links ---------------------------------------------------------------------------------
 
-  private accept(socket: Socket): void {
-    if (this.pendingAccepted >= this.config.cluster.max_pending_handshakes) {
-      this.refusedAt(socket.remoteAddress, 'too_many_pending', `over cluster.max_pending_handshakes (${this.config.cluster.max_pending_handshakes})`);
+  /** A TCP connection to the cluster port: it gets a handshake slot, or is closed at once. */
+  private gate(socket: Socket): void {
+    const max = this.config.cluster.max_pending_handshakes;
+    if (this.handshaking.size >= max) {
+      this.refusedAt(socket.remoteAddress, 'too_many_pending', `over cluster.max_pending_handshakes (${max})`);
       socket.destroy();
       return;
     }
-    this.pendingAccepted++;
+    const pair = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.handshaking.set(pair, socket);
+    socket.once('close', () => {
+      if (this.handshaking.get(pair) === socket) this.handshaking.delete(pair);
+    });
+    if (this.tlsServer === null) this.accept(socket);
+    else this.tlsServer.emit('connection', socket);
+  }
+
+  private accept(socket: Socket): void {
     const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, undefined, false, 'member', this.handshake);
     this.loose.add(link);
+    this.acceptedPairs.set(link, `${socket.remoteAddress}:${socket.remotePort}`);
+  }
+
+  /** An accepted link's handshake is over (up or failed): its slot is free. */
+  private handshakeOver(link: Link): void {
+    const pair = this.acceptedPairs.get(link);
+    if (pair === undefined) return;
+    this.acceptedPairs.delete(link);
+    this.handshaking.delete(pair);
   }
 
   private dial(host: string, port: number, expected: string | undefined, intent: string): Link {
@@ -426,7 +452,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   }
 
   linkUp(link: Link): void {
-    if (this.loose.delete(link) && !link.dialed) this.pendingAccepted--;
+    this.loose.delete(link);
+    this.handshakeOver(link);
     const peer = link.peer;
     let m = this.members.get(peer);
     if (link.dialed) {
@@ -460,7 +487,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   }
 
   linkDown(link: Link, why: string): void {
-    if (this.loose.delete(link) && !link.dialed) this.pendingAccepted--;
+    this.loose.delete(link);
+    this.handshakeOver(link);
     if (this.joinWaiter !== null && this.joinWaiter.link === link) this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
     // Only a member's own links (its live link, our dial to it) speak for it: a connection that
     // merely claimed its name changes nothing.

@@ -4,6 +4,7 @@
 // a plaintext peer gets nothing.
 
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import t from 'tap';
 import { connectClient } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
@@ -23,7 +24,7 @@ function tlsEnv(cert: string, key: string): Record<string, string> {
 
 t.test('mutual TLS between nodes: certificates of the cluster CA link, a foreign one does not', async (t) => {
   const [n1, n2] = await startCluster(t, 2, {
-    each: [{ env: tlsEnv(certs.serverCert, certs.serverKey) }, { env: tlsEnv(certs.clientCert, certs.clientKey) }],
+    each: [{ env: { ...tlsEnv(certs.serverCert, certs.serverKey), TIDEMQ_CLUSTER__MAX_PENDING_HANDSHAKES: '8' } }, { env: tlsEnv(certs.clientCert, certs.clientKey) }],
   });
   if (n1 === undefined || n2 === undefined) throw new Error('no cluster');
   const sub = await connectClient(t, n2.mqttPort, { clientId: 'tls-sub' });
@@ -48,6 +49,20 @@ t.test('mutual TLS between nodes: certificates of the cluster CA link, a foreign
   plain.send([['hello', 'plain@127.0.0.1', randomBytes(16), 'i', 'member']]);
   await plain.closed;
   t.same(plain.frames, [], 'a plaintext peer gets no frame');
+  // Silent TCP connections: TLS handshakes in progress hold handshake slots too, so past the cap
+  // (8) the rest are turned away at once.
+  const silent = await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const socket = connect({ host: '127.0.0.1', port: n1.clusterPort });
+      t.teardown(() => socket.destroy());
+      socket.on('error', () => {});
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      return socket;
+    }),
+  );
+  await waitFor('connections past the cap refused', async () => (await metric(n1, 'tidemq_cluster_handshake_refusals_total', 'reason="too_many_pending"')) >= 4);
+  t.pass('TCP connections past the cap were refused before any TLS work');
+  for (const socket of silent) socket.destroy();
   await sleep(500);
   t.equal(countLines(rogue, /"msg":"cluster node up"/), 0, 'the node with a foreign certificate never linked');
   t.equal(countLines(wrongCookie, /"msg":"cluster node up"/), 0, 'the node with a wrong cookie never linked');
