@@ -16,6 +16,11 @@ export type LinkMessage = unknown[];
 /** Largest frame accepted from an authenticated peer (bounded buffers, principle 4). */
 export const MAX_FRAME = 256 * 1024 * 1024;
 const NONCE_BYTES = 16;
+/**
+ * Version of the handshake, in the hello and the challenge. Version 1 (no number) had the acceptor
+ * prove first; nodes that speak it are refused with a reason both sides log.
+ */
+const HANDSHAKE_VERSION = 2;
 /** Longest node name a handshake may carry (a name is `name@host[:port]`). */
 const MAX_NAME = 255;
 /** How long a closed link's socket may take to flush before it is destroyed. */
@@ -184,7 +189,7 @@ export class Link {
     socket.on('error', (err) => this.close(err.message));
     socket.on('close', () => this.close('connection closed'));
     this.handshakeTimer = setTimeout(() => this.refuse('timeout', 'handshake timed out'), limits.timeoutMs);
-    if (dialed) this.write([['hello', self, this.nonce, incarnation, intent]]);
+    if (dialed) this.write([['hello', self, this.nonce, incarnation, intent, HANDSHAKE_VERSION]]);
   }
 
   get up(): boolean {
@@ -294,16 +299,21 @@ export class Link {
   }
 
   private handshake(m: LinkMessage): void {
-    const [kind, a, b, c, d] = m;
+    const [kind, a, b, c, d, version] = m;
     switch (this.phase) {
       case Phase.Hello: {
         // Acceptor: the dialer introduces itself; we answer with our nonce and no proof yet.
         if (kind !== 'hello' || !isName(a) || !isNonce(b)) return this.refuse('bad_hello');
+        if (version !== HANDSHAKE_VERSION) {
+          // An older node: told plainly (it logs the reason), nothing of the cookie involved.
+          this.handler.refused(this, 'handshake_version');
+          return this.reject('unsupported_handshake_version', null);
+        }
         this.claimed = a;
         this.peerNonce = Buffer.from(b);
         this.peerIncarnation = String(c);
         this.intent = String(d);
-        this.write([['challenge', this.self, this.nonce, this.incarnation]]);
+        this.write([['challenge', this.self, this.nonce, this.incarnation, HANDSHAKE_VERSION]]);
         this.phase = Phase.Proof;
         return;
       }
@@ -311,6 +321,10 @@ export class Link {
         // Dialer: we prove first, over both nonces and both names.
         if (kind === 'reject') return this.refusedUnproved(a);
         if (kind !== 'challenge' || !isName(a) || !isNonce(b)) return this.refuse('bad_challenge');
+        if (d !== HANDSHAKE_VERSION) {
+          this.log.error({ peer: a, remote: this.remote }, 'cluster link refused: the peer speaks an older handshake (upgrade it to link with this node)');
+          return this.refuse('handshake_version', 'unsupported handshake version');
+        }
         if (this.expected !== undefined && a !== this.expected) {
           this.log.warn({ expected: this.expected, peer: a, remote: this.remote }, 'cluster link: unexpected node at this address');
           return this.refuse('unexpected_node', 'unexpected node');

@@ -2,7 +2,7 @@
 // prove it; a wrong one, or a name in use, is refused), and one frame per event-loop turn.
 
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Socket } from 'node:net';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { parseNodeAddress } from '../../src/cluster/address.js';
@@ -117,8 +117,26 @@ t.test('a refusal counts for the dialer only when the acceptor proves it', async
   // A stranger at the address: answers the hello with a challenge and a reject it cannot prove.
   const server = createServer((socket: Socket) => {
     socket.on('error', () => {});
-    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), 'inc'], ['reject', 'removed_from_cluster', randomBytes(32)]])));
+    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), 'inc', 2], ['reject', 'removed_from_cluster', randomBytes(32)]])));
   });
+  const { dialer, link } = await dialFake(t, server);
+  t.equal(link.refusal, undefined, 'an unproved refusal is not taken for one');
+  t.same(dialer.refused, ['unproved_reject']);
+  t.equal(link.peer, '', 'the stranger never became the peer');
+});
+
+t.test('a dialer refuses an acceptor of the first handshake version (it proves first, carries no version)', async (t) => {
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), randomBytes(32), 'inc']])));
+  });
+  const { dialer, link } = await dialFake(t, server);
+  t.same(dialer.refused, ['handshake_version']);
+  t.equal(link.up, false);
+});
+
+/** A dialer ('a', expecting 'b') linked to a test server that plays the acceptor; resolves once the link is down. */
+async function dialFake(t: Test, server: Server): Promise<{ dialer: Side; link: Link }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const dialer = side();
@@ -126,10 +144,8 @@ t.test('a refusal counts for the dialer only when the acceptor proves it', async
   t.teardown(() => link.close('test over'));
   const deadline = Date.now() + 3000;
   while (dialer.down.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  t.equal(link.refusal, undefined, 'an unproved refusal is not taken for one');
-  t.same(dialer.refused, ['unproved_reject']);
-  t.equal(link.peer, '', 'the stranger never became the peer');
-});
+  return { dialer, link };
+}
 
 t.test('messages sent in one turn leave as one frame, in order', async (t) => {
   const { dialer, acceptor } = await pair(t, ['secret', 'secret']);

@@ -39,7 +39,7 @@ t.test('a forged reject in the name of a member, repeated while QoS 1 crosses tw
     while (attacking) {
       for (const [target, victim] of [[n1, n2], [n2, n1]] as const) {
         const probe = await probeLink(t, target.clusterPort);
-        probe.send([['hello', victim.name, randomBytes(16), 'forged', 'member'], ['reject', 'removed_from_cluster']]);
+        probe.send([['hello', victim.name, randomBytes(16), 'forged', 'member', 2], ['reject', 'removed_from_cluster']]);
         forged++;
         await probe.closed;
       }
@@ -72,7 +72,7 @@ t.test('the acceptor answers a hello without any proof, and a wrong proof with a
   const node = await startNode(t);
   const probe = await probeLink(t, node.clusterPort);
   const nonce = randomBytes(16);
-  probe.send([['hello', 'stranger@127.0.0.1', nonce, 'inc', 'member']]);
+  probe.send([['hello', 'stranger@127.0.0.1', nonce, 'inc', 'member', 2]]);
   const [challenge] = (await probe.next()) as [unknown[]];
   t.equal(challenge[0], 'challenge');
   t.equal(challenge[1], node.name);
@@ -83,6 +83,12 @@ t.test('the acceptor answers a hello without any proof, and a wrong proof with a
   t.same(await probe.next(), [['reject', 'bad_cookie']], 'a refusal that proves nothing either');
   await probe.closed;
   t.equal(await metric(node, REFUSALS, 'reason="bad_cookie"'), 1);
+  // A node of the first handshake (no version, the acceptor proving first) is told why, plainly.
+  const old = await probeLink(t, node.clusterPort);
+  old.send([['hello', 'old@127.0.0.1', randomBytes(16), 'inc', 'member']]);
+  t.same(await old.next(), [['reject', 'unsupported_handshake_version']]);
+  await old.closed;
+  t.equal(await metric(node, REFUSALS, 'reason="handshake_version"'), 1);
 });
 
 t.test('before authentication: small frames, a deadline, a cap on handshakes, one log line per period', async (t) => {
@@ -128,7 +134,7 @@ t.test('before authentication: small frames, a deadline, a cap on handshakes, on
   t.ok(Date.now() - t0 < 3000, 'the silent ones are cut at the 1 s deadline');
   t.equal(await metric(node, REFUSALS, 'reason="timeout"'), 4);
   const again = await probeLink(t, node.clusterPort);
-  again.send([['hello', 'x@127.0.0.1', randomBytes(16), 'i', 'member']]);
+  again.send([['hello', 'x@127.0.0.1', randomBytes(16), 'i', 'member', 2]]);
   t.equal(((await again.next()) as unknown[][])[0]?.[0], 'challenge', 'a slot is free again after the deadline');
 
   for (const [n, refusals] of [[flooded, 8], [node, 5]] as const) {

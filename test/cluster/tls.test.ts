@@ -46,7 +46,7 @@ t.test('mutual TLS between nodes: certificates of the cluster CA link, a foreign
   await waitFor('the wrong cookie refused', async () => (await metric(n1, 'tidemq_cluster_handshake_refusals_total', 'reason="bad_cookie"')) >= 1);
   // A plaintext hello on the TLS port.
   const plain = await probeLink(t, n1.clusterPort);
-  plain.send([['hello', 'plain@127.0.0.1', randomBytes(16), 'i', 'member']]);
+  plain.send([['hello', 'plain@127.0.0.1', randomBytes(16), 'i', 'member', 2]]);
   await plain.closed;
   t.same(plain.frames, [], 'a plaintext peer gets no frame');
   // Silent TCP connections: TLS handshakes in progress hold handshake slots too, so past the cap

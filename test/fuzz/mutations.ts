@@ -206,8 +206,8 @@ export function clusterCase(rnd: Rnd, members: readonly string[]): FuzzCase {
   const name = rnd() < 0.7 ? pick(rnd, members) : `stranger-${int(rnd, 100)}@127.0.0.1`;
   const nonce = (): Buffer => (rnd() < 0.9 ? fixed(rnd, 16) : bytesOf(rnd, 40));
   const messages: LinkMessage[] = [
-    ['hello', name, nonce(), 'incarnation', pick(rnd, ['member', 'join', 'seed:x'])],
-    ['challenge', name, nonce(), 'incarnation'],
+    ['hello', name, nonce(), 'incarnation', pick(rnd, ['member', 'join', 'seed:x']), pick(rnd, [2, 2, 2, 1, undefined])],
+    ['challenge', name, nonce(), 'incarnation', 2],
     ['proof', fixed(rnd, 32)],
     ['welcome', fixed(rnd, 32)],
     ['reject', pick(rnd, ['removed_from_cluster', 'name_in_use', 'bad_cookie', 'duplicate_link']), fixed(rnd, 32)],
