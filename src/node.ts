@@ -12,7 +12,7 @@ import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from '
 import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
-import { Cluster } from './cluster/cluster.js';
+import { checkCookie, Cluster } from './cluster/cluster.js';
 import { NodeControl } from './cluster/node-control.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
@@ -105,6 +105,7 @@ export interface NodeHooks {
 
 export async function startNode(config: Config, log: Logger, hooks: NodeHooks = {}): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
+  checkCookie(config);
   const authenticator = createAuthenticator(config.auth);
   const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });
