@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import t from 'tap';
 import YAML from 'yaml';
+import { checkCookie } from '../../src/cluster/cluster.js';
 import { loadConfig } from '../../src/config/load.js';
 import { toYaml } from '../../src/cli/yaml.js';
 import { startCluster, waitFor } from '../cluster/support.js';
@@ -126,6 +127,7 @@ t.test('the objects, their fields, the environment tidemq start accepts', async 
   t.equal(config.node.data_dir, '/var/lib/tidemq', 'data on the volume');
   t.equal(config.management.bind, '0.0.0.0');
   t.equal(config.management.password, 'k8s-test-password', 'a non-default API password, so the API may bind 0.0.0.0');
+  t.doesNotThrow(() => checkCookie(config), 'a reachable node with a cookie of its own: accepted at start');
 });
 
 t.test('--with-secret prints a Secret with fresh random values', async (t) => {
