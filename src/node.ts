@@ -98,7 +98,7 @@ async function startManagement(broker: Broker, cluster: Cluster, rebalance: Node
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
-  const authenticator = createAuthenticator(config.auth);
+  const authenticator = createAuthenticator(config.auth, log);
   const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });
   // A corrupt or incompatible store throws here, naming its path, before anything listens.
