@@ -1,6 +1,7 @@
 // The management HTTP server of a node: the API's route modules, Basic auth and /metrics on
 // management.bind:management.port.
 import type { Logger } from 'pino';
+import type { LoginThrottle } from '../broker/login-throttle.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { AdminApi, type Route } from './api.js';
 import { brokerRoutes } from './broker-routes.js';
@@ -23,6 +24,8 @@ export interface AdminServerOptions {
   readonly username: string;
   readonly password: string;
   readonly metricsAuth: boolean;
+  /** Failed logins per source address (management.max_failed_logins); the metrics read it too. */
+  readonly loginThrottle: LoginThrottle;
 }
 
 export type AdminServer = HttpServer;
@@ -34,6 +37,7 @@ export function startAdminServer(ctx: AdminContext, metrics: Metrics, options: A
       username: options.username,
       password: options.password,
       metricsAuth: options.metricsAuth,
+      loginThrottle: options.loginThrottle,
       metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }),
       onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'management API handler failed'),
     },
