@@ -172,3 +172,32 @@ t.test('wills pass the publish ACL at CONNECT; $SYS is not for clients; $share/ 
   const bad5 = await rawConnect(t, port);
   t.equal((await rawHandshake(bad5, 'badwill5', 5, will('a/+'))).reasonCode, 0x90, '5.0: CONNACK 0x90 before the close');
 });
+
+t.test('a will is checked again when it is published: a stored session restarted under an ACL that denies it', async (t) => {
+  const first = await startNode(t, { keepDataDir: true });
+  const willAfter = (clientId: string, topic: string) =>
+    connectClient(t, first.mqttPort, {
+      clientId,
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 60 },
+      will: { topic, payload: Buffer.from(clientId), qos: 1, retain: false, properties: { willDelayInterval: 4 } },
+    });
+  const denied = await willAfter('will-locked', 'locked/door');
+  const allowed = await willAfter('will-open', 'open/door');
+  // Abnormal ends: both wills wait for their delay, stored with the sessions; the node dies first.
+  denied.stream.destroy();
+  allowed.stream.destroy();
+  await first.stop('SIGKILL');
+  const second = await startNode(t, { name: first.name, dataDir: first.dataDir, env });
+  const watcher = await connectClient(t, second.mqttPort, { clientId: 'will-watch', protocolVersion: 5 });
+  const seen = messageCollector(watcher);
+  await watcher.subscribeAsync(['locked/#', 'open/#'], { qos: 1 });
+  await waitFor(() => seen.all().some((m) => m.topic === 'open/door'), 'the allowed will', 15_000);
+  let deniedCount = 0;
+  for (let i = 0; i < 100 && deniedCount === 0; i++) {
+    deniedCount = await scrape(second, 'tidemq_messages_denied_total');
+    if (deniedCount === 0) await sleep(50);
+  }
+  t.equal(deniedCount, 1, 'the denied will was refused by the publish ACL');
+  t.same(seen.all().map((m) => m.topic), ['open/door'], 'and never delivered');
+});
