@@ -115,9 +115,12 @@ function compile(text: string, file: string, auth: Config['auth']): Acl {
   };
 
   // Client id, user name and topic hold no U+0000, so the key is unambiguous; an absent user name
-  // leaves out its field, so it differs from an empty one.
+  // leaves out its field, so it differs from an empty one. When no subscribe rule names a client
+  // or user, the verdict depends on the topic alone: the topic is the key, one entry serves every
+  // subscriber, and a fan-out builds no string per delivery.
   const cache = new Map<string, boolean>();
   const cacheMax = auth.acl_cache_size;
+  const byTopic = subscribe.every((rule) => rule.who === 'all' && rule.pieces === undefined);
 
   const check = (action: AclAction, clientId: string, username: string | undefined, topic: string): boolean => {
     if (action === 'publish' && !auth.allow_sys_publish && isSysTopic(topic)) return false;
@@ -144,7 +147,7 @@ function compile(text: string, file: string, auth: Config['auth']): Acl {
       return false;
     },
     mayRead(clientId, username, topic) {
-      const key = username === undefined ? `${clientId}\0${topic}` : `${clientId}\0${username}\0${topic}`;
+      const key = byTopic ? topic : username === undefined ? `${clientId}\0${topic}` : `${clientId}\0${username}\0${topic}`;
       let verdict = cache.get(key);
       if (verdict === undefined) {
         verdict = decide(subscribe, clientId, username, topic, true);
