@@ -42,8 +42,10 @@ export interface Authenticator {
 
 /** Verified credentials remembered; each entry is a short string, so this bounds memory to ~1 MB. */
 export const AUTH_CACHE_SIZE = 10_000;
-/** scrypt runs at once: the threadpool (4 threads) is shared with file and DNS work. */
-const CONCURRENT_CHECKS = Math.max(1, Math.min(2, availableParallelism()));
+/** scrypt runs at once: all but one thread of libuv's pool (UV_THREADPOOL_SIZE, 4 by default), which
+ *  file and DNS work share, and no more than the cores. */
+const POOL_SIZE = Number(process.env.UV_THREADPOOL_SIZE);
+const CONCURRENT_CHECKS = Math.max(1, Math.min((Number.isInteger(POOL_SIZE) && POOL_SIZE > 0 ? POOL_SIZE : 4) - 1, availableParallelism()));
 /** At most one warning per kind in this long (no log storm under a flood). */
 const LOG_INTERVAL_MS = 10_000;
 
