@@ -55,6 +55,8 @@ export interface ApiOptions {
   readonly loginThrottle: LoginThrottle;
   /** The Prometheus exposition for GET /metrics. */
   metrics(): Promise<{ contentType: string; text: string }>;
+  /** An address just reached the failed-login limit (for a log line). */
+  onThrottled(address: string): void;
   /** Unexpected handler errors are logged here and answered 500. */
   onError(err: unknown, req: HttpRequestData): void;
 }
@@ -132,7 +134,7 @@ export class AdminApi {
     // Compared as digests: equal lengths, and no timing hint about the secret.
     if (m !== null && timingSafeEqual(digest(Buffer.from(m[1] as string, 'base64').toString('utf8')), this.credentials)) return;
     // A request without credentials is a browser's first try, not a guess.
-    if (req.authorization !== '') throttle.fail(req.remoteAddress, now);
+    if (req.authorization !== '' && throttle.fail(req.remoteAddress, now)) this.options.onThrottled(req.remoteAddress);
     throw new ApiError('unauthorized', 'Check username/password');
   }
 

@@ -16,6 +16,8 @@ const ROUTE_MODULES: ReadonlyArray<(ctx: AdminContext) => Route[]> = [brokerRout
 
 /** Request bodies are small JSON documents (rebalance options). */
 const MAX_BODY = 64 * 1024;
+/** At most one throttle warning in this long, however many addresses guess. */
+const THROTTLE_LOG_INTERVAL_MS = 10_000;
 
 export interface AdminServerOptions {
   readonly bind: string;
@@ -31,6 +33,7 @@ export interface AdminServerOptions {
 export type AdminServer = HttpServer;
 
 export function startAdminServer(ctx: AdminContext, metrics: Metrics, options: AdminServerOptions, log: Logger): Promise<AdminServer> {
+  let lastThrottleLog = 0;
   const api = new AdminApi(
     ROUTE_MODULES.flatMap((routes) => routes(ctx)),
     {
@@ -39,6 +42,12 @@ export function startAdminServer(ctx: AdminContext, metrics: Metrics, options: A
       metricsAuth: options.metricsAuth,
       loginThrottle: options.loginThrottle,
       metrics: async () => ({ contentType: metrics.contentType, text: await metrics.text() }),
+      onThrottled: (address) => {
+        const now = Date.now();
+        if (now - lastThrottleLog < THROTTLE_LOG_INTERVAL_MS) return;
+        lastThrottleLog = now;
+        log.warn({ address }, 'failed logins over management.max_failed_logins: this address gets 429 for the rest of the window');
+      },
       onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'management API handler failed'),
     },
   );

@@ -174,7 +174,7 @@ t.test('a handler error that is no ApiError: logged, 500 in both views', async (
       throw new Error('boom');
     },
   };
-  const api = new AdminApi([boom], { username: 'a', password: 'b', metricsAuth: false, loginThrottle: new LoginThrottle(0, 0), metrics: async () => ({ contentType: 'text/plain', text: '' }), onError: (err) => errors.push(err) });
+  const api = new AdminApi([boom], { username: 'a', password: 'b', metricsAuth: false, loginThrottle: new LoginThrottle(0, 0), onThrottled: () => undefined, metrics: async () => ({ contentType: 'text/plain', text: '' }), onError: (err) => errors.push(err) });
   const auth = `Basic ${Buffer.from('a:b').toString('base64')}`;
   const v4 = await api.handle({ method: 'GET', path: '/api/v4/boom', query: '', authorization: auth, origin: '', fetchSite: '', host: '', remoteAddress: '127.0.0.1', body: Buffer.alloc(0) });
   t.equal(v4.status, 500);

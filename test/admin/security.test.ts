@@ -80,4 +80,5 @@ t.test('failed API logins are throttled per source address (429 + Retry-After)',
   t.equal(await available(node), 200, 'availability_check keeps answering the load balancers');
   const text = await (await fetch(`http://127.0.0.1:${node.mgmtPort}/metrics`)).text();
   t.match(text, /tidemq_management_logins_throttled_total 2/, 'counted');
+  t.equal(node.output().split('\n').filter((l) => l.includes('management.max_failed_logins')).length, 1, 'and logged once');
 });
