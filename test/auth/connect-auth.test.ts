@@ -7,7 +7,7 @@ import { repoRoot } from '../helpers/build.js';
 import { connectClient, rawConnect, run, type RawClient } from '../helpers/clients.js';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
 import { parsePrometheus, value } from '../metrics/prom-text.js';
-import { connectBytes, rawHandshake, readPacket } from '../broker/support.js';
+import { connectBytes, rawHandshake, readPacket, rssKb } from '../broker/support.js';
 
 const dir = t.testdir();
 const passwd = join(dir, 'passwd');
@@ -109,4 +109,46 @@ t.test('failed logins throttled per source address', async (t) => {
   t.equal((await rawHandshake(anon, 'anon', 4)).returnCode, 0, 'anonymous CONNECTs (no password check) are not throttled');
   t.equal(await metric(node, 'tidemq_auth_refused_total', { reason: 'throttled' }), 2, 'counted');
   t.equal(node.output().split('\n').filter((l) => l.includes('max_failed_logins')).length, 1, 'one log line');
+});
+
+t.test('a flood of wrong passwords from one address does not keep a valid client out', async (t) => {
+  const node = await startNode(t, { env: { TIDEMQ_AUTH__PASSWORD_FILE: passwd, TIDEMQ_AUTH__MAX_PENDING_CHECKS: '16' } });
+  const port = node.mqttPort;
+  const rssBefore = rssKb(node.pid);
+  let rssMax = rssBefore;
+  const codes = new Map<number, number>();
+  let sent = 0;
+  const flood = async (): Promise<void> => {
+    // 600 CONNECTs with distinct wrong passwords, 40 at a time, bounded at 20 s.
+    const deadline = Date.now() + 20_000;
+    while (sent < 600 && Date.now() < deadline) {
+      const batch = await Promise.all(Array.from({ length: 40 }, () => rawConnect(t, port)));
+      batch.forEach((raw) => raw.send(connectBytes(`flood-${sent++}`, 5, creds(`wrong-${sent}`))));
+      for (const a of await Promise.all(batch.map((raw) => readPacket(raw, 5, 10_000)))) {
+        const code = a?.cmd === 'connack' ? (a.reasonCode ?? 0) : -1;
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+      batch.forEach((raw) => raw.socket.destroy());
+      rssMax = Math.max(rssMax, rssKb(node.pid));
+    }
+  };
+  const flooding = flood();
+  // The valid client, from another address: told "busy" at worst, never made to wait behind the flood.
+  const start = Date.now();
+  let attempts = 0;
+  let reason = -1;
+  while (reason !== 0 && Date.now() - start < 10_000) {
+    attempts++;
+    const raw = await rawConnect(t, port, '127.0.0.2');
+    reason = (await rawHandshake(raw, `valid-${attempts}`, 5, creds('s3cret'))).reasonCode ?? 0;
+    raw.socket.destroy();
+    if (reason === 0x89) await new Promise((resolve) => setTimeout(resolve, 100));
+    else t.equal(reason, 0, 'accepted, or busy');
+  }
+  const validMs = Date.now() - start;
+  await flooding;
+  t.equal(reason, 0, `the valid login got in after ${validMs} ms (${attempts} attempts) while the flood ran`);
+  t.ok(validMs < 3000, 'within 3 s (the same flood delayed it by about 10 s before)');
+  t.ok((codes.get(0x89) ?? 0) > 500, `the flood was mostly refused at once (Server busy): ${JSON.stringify([...codes])}`);
+  t.ok(rssMax - rssBefore < 128 * 1024, `node RSS grew by ${Math.round((rssMax - rssBefore) / 1024)} MB at most`);
 });
