@@ -124,13 +124,16 @@ export function createAuthenticator(auth: Config['auth'], log: Logger): Authenti
     }
   };
 
-  /** One waiter's view of a shared check: its failure is counted for its own address. */
+  /**
+   * One waiter's view of a shared check: its failure is counted for its own address, also when
+   * its connection closed after the check started (closing does not make guessing free).
+   */
   const waitFor = (check: Check, address: string): PendingCheck => {
     check.waiters++;
     let cancelled = false;
     return {
       result: check.result.then((ok) => {
-        if (!ok && !cancelled) failed(address);
+        if (!ok && check.started) failed(address);
         return ok;
       }),
       cancel() {

@@ -185,6 +185,14 @@ t.test('failed logins are throttled per source address', async (t) => {
   t.equal(a.authenticate('c', 'bob', pw('builder'), '10.0.0.1'), 'throttled', 'the cache does not bypass the throttle (no oracle)');
   t.equal(a.authenticate('c', undefined, undefined, '10.0.0.1'), true, 'anonymous CONNECTs are not password checks');
   t.equal(a.refusedThrottled, 3);
+  const closer = authenticator({ password_file: file, max_failed_logins: 2, failed_login_window: 60 });
+  for (let i = 0; i < 2; i++) {
+    const v = closer.authenticate('c', 'bob', pw(`x${i}`), '10.0.0.3');
+    if (!isPending(v)) throw new Error('expected a pending check');
+    v.cancel(); // the connection closed; the check had already started
+    await v.result;
+  }
+  t.equal(closer.authenticate('c', 'bob', pw('builder'), '10.0.0.3'), 'throttled', 'closing after the check started still counts the failure');
   t.equal(lines.filter((l) => l.includes('max_failed_logins')).length, 1, 'one log line when the limit is reached');
   await new Promise((resolve) => setTimeout(resolve, 1100));
   t.equal(await settled(a.authenticate('c', 'bob', pw('builder'), '10.0.0.1')), true, 'the window ended: the address may log in again');
