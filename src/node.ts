@@ -13,7 +13,7 @@ import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from '
 import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
-import { Cluster } from './cluster/cluster.js';
+import { checkCookie, Cluster } from './cluster/cluster.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { Metrics } from './metrics/metrics.js';
@@ -101,6 +101,7 @@ async function startManagement(broker: Broker, cluster: Cluster, rebalance: Node
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
+  checkCookie(config);
   const authenticator = createAuthenticator(config.auth, log);
   const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });

@@ -39,7 +39,15 @@ export interface Config {
     /* Failed API logins per source address per window (0 = no throttle); past it 429. */
     max_failed_logins: number; failed_login_window: number; /* seconds */
   };
-  cluster: { port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number };
+  cluster: {
+    port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number;
+    /* Until a peer has proved the cookie: deadline (s), largest frame, concurrent handshakes accepted. */
+    handshake_timeout: number; max_handshake_frame: number; max_pending_handshakes: number;
+    /* Bytes queued to a peer: QoS 0 forwards are dropped past half, a QoS 1/2 forward past it fails the link. */
+    max_link_backlog: number;
+    /* TLS for node-to-node links when cert and key are set; verify_peer: both sides need a certificate signed by tls_ca_file. */
+    tls_cert_file: string; tls_key_file: string; tls_ca_file: string; tls_verify_peer: boolean;
+  };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }
 
@@ -90,17 +98,27 @@ export const SCHEMA: Schema = {
   cluster: {
     port: port(), discovery: oneOf(['manual', 'static', 'dns']), seeds: nodeList(), dns_name: str(),
     autoclean: duration(U32), autoheal: bool(), rpc_timeout: duration(86400),
+    handshake_timeout: duration(3600), max_handshake_frame: size(256, 1024 * 1024), max_pending_handshakes: int(1, 65535),
+    max_link_backlog: size(64 * 1024, Number.MAX_SAFE_INTEGER),
+    tls_cert_file: str(), tls_key_file: str(), tls_ca_file: str(), tls_verify_peer: bool(),
   },
   log: { level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) },
 };
 
 const DEFAULT_NODE_NAME = 'tidemq@127.0.0.1';
+/** The built-in cluster cookie: public (it is in the README), so accepted only on loopback. */
+export const DEFAULT_COOKIE = 'tidemqsecretcookie';
 const CLUSTER_BASE_PORT = 4370;
 
 /** `4370 + N`, N the numeric suffix of the name before '@' (`tidemq2@h` and `tidemq-2@h` -> 4372). */
 export function defaultClusterPort(name: string): number {
   const m = /(\d+)$/.exec(name.slice(0, name.indexOf('@')));
   return CLUSTER_BASE_PORT + (m ? Number(m[1]) : 0);
+}
+
+/** Whether a bind address or host name reaches only this machine (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function defaultDataDir(name: string): string {
@@ -110,7 +128,7 @@ function defaultDataDir(name: string): string {
 /** The embedded defaults: one node on localhost, anonymous access, management on loopback. */
 export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
   return {
-    node: { name, data_dir: defaultDataDir(name), cookie: 'tidemqsecretcookie' },
+    node: { name, data_dir: defaultDataDir(name), cookie: DEFAULT_COOKIE },
     listeners: {
       bind: '127.0.0.1', tcp_port: 1883, tls_port: 8883, ws_port: 8083, wss_port: 8084, proxy_protocol: false,
       tls_cert_file: '', tls_key_file: '', tls_ca_file: '',
@@ -133,7 +151,11 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false,
       max_failed_logins: 10, failed_login_window: 60,
     },
-    cluster: { port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15 },
+    cluster: {
+      port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15,
+      handshake_timeout: 5, max_handshake_frame: 4096, max_pending_handshakes: 128, max_link_backlog: 64 * 1024 * 1024,
+      tls_cert_file: '', tls_key_file: '', tls_ca_file: '', tls_verify_peer: false,
+    },
     log: { level: 'info' },
   };
 }

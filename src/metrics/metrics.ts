@@ -143,7 +143,11 @@ export class Metrics {
       emit({ direction: 'out' }, cluster.forwardsSent);
       emit({ direction: 'in' }, cluster.forwardsReceived);
     });
-    this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over its backlog bound', () => cluster.forwardsDropped);
+    this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over half cluster.max_link_backlog', () => cluster.stats.forwardsDropped);
+    this.counter('tidemq_cluster_link_backlog_failures_total', 'Cluster links closed as failed because a QoS 1/2 forward found them over cluster.max_link_backlog', () => cluster.stats.backlogFailures);
+    this.counter('tidemq_cluster_handshake_refusals_total', 'Cluster link handshakes failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...)', ['reason'], (emit) => {
+      for (const [reason, n] of cluster.stats.refusals) emit({ reason }, n);
+    });
     this.counter('tidemq_sessions_migrated_total', 'Sessions moved between nodes by takeover (client reconnects, evictions): in to this node or out of it', ['direction'], (emit) => {
       emit({ direction: 'in' }, cluster.takeover.migratedIn);
       emit({ direction: 'out' }, cluster.takeover.migratedOut);

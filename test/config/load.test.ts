@@ -249,4 +249,14 @@ t.test('cross-key rules', async (t) => {
   );
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'static' })), /cluster\.seeds/, 'static without seeds');
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'dns' })), /cluster\.dns_name/, 'dns without a name');
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__TLS_KEY_FILE: 'k.pem' })), /cluster\.tls_cert_file and cluster\.tls_key_file/, 'cluster key without cert');
+  t.match(
+    configError(() => loadConfig({}, { TIDEMQ_CLUSTER__TLS_VERIFY_PEER: 'true', TIDEMQ_CLUSTER__TLS_CERT_FILE: 'c.pem', TIDEMQ_CLUSTER__TLS_KEY_FILE: 'k.pem' })),
+    /cluster\.tls_verify_peer: needs .*cluster\.tls_ca_file/,
+    'cluster peer verification without the cluster CA',
+  );
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__MAX_HANDSHAKE_FRAME: '100' })), /cluster\.max_handshake_frame: expected a size .*from 256/, 'a handshake frame too small for a hello');
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__MAX_LINK_BACKLOG: '1KB' })), /cluster\.max_link_backlog/, 'a link backlog below 64 KiB');
+  t.equal(loadConfig({}, { TIDEMQ_CLUSTER__HANDSHAKE_TIMEOUT: '500ms' }).cluster.handshake_timeout, 0.5);
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__HANDSHAKE_TIMEOUT: '0' })), /cluster\.handshake_timeout: expected a duration above 0/);
 });
