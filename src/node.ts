@@ -7,6 +7,7 @@ import { startAdminServer } from './admin/server.js';
 import { VERSION } from './admin/version.js';
 import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
+import { LoginThrottle } from './broker/login-throttle.js';
 import { Broker } from './broker/broker.js';
 import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
 import { TimerWheel } from './broker/timer-wheel.js';
@@ -91,9 +92,11 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 /** The management HTTP server with this node's metrics; returns its bound port. */
 async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, nodeControl: NodeControl, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
-  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster });
+  const loginThrottle = new LoginThrottle(m.max_failed_logins, m.failed_login_window * 1000);
+  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster, managementLogins: loginThrottle });
   const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster, nodeControl };
-  const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
+  const options = { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth, loginThrottle };
+  const server = await startAdminServer(ctx, metrics, options, log);
   stops.push(async () => server.close());
   return server.port;
 }
@@ -106,7 +109,7 @@ export interface NodeHooks {
 export async function startNode(config: Config, log: Logger, hooks: NodeHooks = {}): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
   checkCookie(config);
-  const authenticator = createAuthenticator(config.auth);
+  const authenticator = createAuthenticator(config.auth, log);
   const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });
   // A corrupt or incompatible store throws here, naming its path, before anything listens.

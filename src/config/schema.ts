@@ -23,8 +23,22 @@ export interface Config {
     max_topic_levels: number; max_client_id_length: number; max_topic_alias: number; session_expiry_max: number; /* seconds */
     retain_available: boolean; max_qos: 0 | 1 | 2; wildcard_subscriptions: boolean; shared_subscriptions: boolean; subscription_identifiers: boolean;
   };
-  auth: { allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny' };
-  management: { port: number; bind: string; username: string; password: string; metrics_auth: boolean };
+  auth: {
+    allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny';
+    /* Clients may publish (and set wills) on $SYS/...; off by default, as Mosquitto. */
+    allow_sys_publish: boolean;
+    /* Read-ACL verdicts remembered (client, topic), for subscriptions a deny rule overlaps. */
+    acl_cache_size: number;
+    /* Password checks queued or running; past it CONNECT gets Server busy. */
+    max_pending_checks: number;
+    /* Failed logins per source address per window (0 = no throttle); past it Server busy. */
+    max_failed_logins: number; failed_login_window: number; /* seconds */
+  };
+  management: {
+    port: number; bind: string; username: string; password: string; metrics_auth: boolean;
+    /* Failed API logins per source address per window (0 = no throttle); past it 429. */
+    max_failed_logins: number; failed_login_window: number; /* seconds */
+  };
   cluster: {
     port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number;
     /* Until a peer has proved the cookie: deadline (s), largest frame, concurrent handshakes accepted. */
@@ -73,8 +87,14 @@ export const SCHEMA: Schema = {
     max_client_id_length: int(1, 65535), max_topic_alias: int(0, 65535), session_expiry_max: duration(U32),
     retain_available: bool(), max_qos: qos(), wildcard_subscriptions: bool(), shared_subscriptions: bool(), subscription_identifiers: bool(),
   },
-  auth: { allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']) },
-  management: { port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr(), metrics_auth: bool() },
+  auth: {
+    allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']), allow_sys_publish: bool(),
+    acl_cache_size: int(0, U32), max_pending_checks: int(1, U32), max_failed_logins: int(0, U32), failed_login_window: duration(86400),
+  },
+  management: {
+    port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr(), metrics_auth: bool(),
+    max_failed_logins: int(0, U32), failed_login_window: duration(86400),
+  },
   cluster: {
     port: port(), discovery: oneOf(['manual', 'static', 'dns']), seeds: nodeList(), dns_name: str(),
     autoclean: duration(U32), autoheal: bool(), rpc_timeout: duration(86400),
@@ -123,8 +143,14 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
       shared_subscriptions: true, subscription_identifiers: true,
     },
-    auth: { allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow' },
-    management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false },
+    auth: {
+      allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow', allow_sys_publish: false,
+      acl_cache_size: 10_000, max_pending_checks: 128, max_failed_logins: 20, failed_login_window: 10,
+    },
+    management: {
+      port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false,
+      max_failed_logins: 10, failed_login_window: 60,
+    },
     cluster: {
       port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15,
       handshake_timeout: 5, max_handshake_frame: 4096, max_pending_handshakes: 128, max_link_backlog: 64 * 1024 * 1024,

@@ -193,6 +193,13 @@ t.test('every kind of bad value names its key and the expected form', async (t) 
     ['TIDEMQ_LISTENERS__WS_PATH', 'mqtt', /listeners\.ws_path: expected a URL path such as \/mqtt/],
     ['TIDEMQ_LISTENERS__WS_PATH', '/mqtt?x=1', /listeners\.ws_path/],
     ['TIDEMQ_LISTENERS__PROXY_HEADER_TIMEOUT', '2h', /listeners\.proxy_header_timeout: expected a duration/],
+    ['TIDEMQ_AUTH__MAX_PENDING_CHECKS', '0', /auth\.max_pending_checks: expected an integer/],
+    ['TIDEMQ_AUTH__MAX_FAILED_LOGINS', '-1', /auth\.max_failed_logins/],
+    ['TIDEMQ_AUTH__FAILED_LOGIN_WINDOW', 'soon', /auth\.failed_login_window: expected a duration/],
+    ['TIDEMQ_AUTH__ALLOW_SYS_PUBLISH', 'sometimes', /auth\.allow_sys_publish: expected true or false/],
+    ['TIDEMQ_AUTH__ACL_CACHE_SIZE', 'big', /auth\.acl_cache_size: expected an integer/],
+    ['TIDEMQ_MANAGEMENT__MAX_FAILED_LOGINS', '1.5', /management\.max_failed_logins: expected an integer/],
+    ['TIDEMQ_MANAGEMENT__FAILED_LOGIN_WINDOW', '2 days', /management\.failed_login_window/],
   ];
   for (const [name, value, pattern] of cases) {
     t.match(configError(() => loadConfig({}, { [name]: value })), pattern, `${name}=${value}`);
