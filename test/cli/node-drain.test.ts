@@ -20,6 +20,12 @@ t.test('remote stop: bad input, unknown node, then leave and stop', async (t) =>
   t.match(lease.json, { message: 'invalid ttl value' });
   const noAuth = await fetch(`http://127.0.0.1:${a.mgmtPort}/api/v5/nodes/${b.name}/stop`, { method: 'POST' });
   t.equal(noAuth.status, 401, 'credentials needed');
+  // A page elsewhere with the operator's cached credentials cannot stop a node or take the lease.
+  const authorization = `Basic ${Buffer.from('admin:public').toString('base64')}`;
+  for (const [method, path] of [['POST', `/nodes/${b.name}/stop`], ['PUT', `/nodes/${b.name}/upgrade_lease`]] as const) {
+    const r = await fetch(`http://127.0.0.1:${a.mgmtPort}/api/v5${path}`, { method, headers: { authorization, origin: 'http://evil.example', 'content-type': 'text/plain' }, body: '{"leave":true,"owner":"x","ttl":30}' });
+    t.equal(r.status, 403, `cross-site ${method} ${path}: 403`);
+  }
   t.ok(isRunning(b.pid), 'nothing stopped by bad requests');
   t.same(await api(a, 'POST', `/nodes/${b.name}/stop`, { leave: true }), { node: b.name, stopping: true });
   await waitFor('b exited', () => !isRunning(b.pid), 15_000);
