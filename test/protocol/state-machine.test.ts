@@ -36,6 +36,20 @@ class FakeTransport implements Transport {
     this.ended = true;
   }
 
+  destroy(): void {
+    this.ended = true;
+  }
+
+  paused = false;
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
   /** Packets written since the last take(). */
   take(): Packet[] {
     return this.packets.splice(0);

@@ -41,6 +41,9 @@ class Wire implements Transport {
     this.parser.parse(Buffer.concat([header, payload]));
   }
   end(): void {}
+  destroy(): void {}
+  pause(): void {}
+  resume(): void {}
   take(): Packet[] {
     return this.packets.splice(0);
   }
