@@ -166,13 +166,16 @@ export class Session {
   /** Sends, queues or drops one message for this session. */
   deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: number, limits: SessionLimits, stats: BrokerStats): void {
     const owner = this.owner;
+    // Asked on every delivery to a connected client, queue or not: it also starts the
+    // slow-consumer clock of a client that went over its output mark.
+    if (owner !== null && owner.congested && qos === 0) {
+      this.countDrop(DropReason.Congested, stats);
+      this.limitHit(LimitHit.OutputBuffer, stats);
+      return;
+    }
     if (owner !== null && this.pending.length === 0) {
       if (qos === 0) {
-        if (!owner.congested) owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
-        else {
-          this.countDrop(DropReason.Congested, stats);
-          this.limitHit(LimitHit.OutputBuffer, stats);
-        }
+        owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
         return;
       }
       if (this.canSend(owner, limits, stats)) {
