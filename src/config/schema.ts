@@ -111,7 +111,7 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
       shared_subscriptions: true, subscription_identifiers: true,
       max_inflight_bytes: 16 * 1024 * 1024, max_output_buffer: 4 * 1024 * 1024, slow_consumer_timeout: 30,
-      max_pending_bytes: 1024 * 1024, max_connecting_bytes: 64 * 1024 * 1024, max_subscriptions: 10_000, max_topic_alias_bytes: 256 * 1024,
+      max_pending_bytes: 1024 * 1024, max_connecting_bytes: 32 * 1024 * 1024, max_subscriptions: 10_000, max_topic_alias_bytes: 256 * 1024,
     },
     auth: { allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow' },
     management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false },
