@@ -1,148 +1,52 @@
-// Load for the memory-bound tests: a raw MQTT 3.1.1 publisher that pipelines numbered QoS 0/1
-// PUBLISHes as fast as the broker acknowledges them (a window of unacknowledged ones), an RSS
-// sampler for a node process, and a reader of numbered PUBLISHes.
+// The memory-bound tests' side of the floods in native-bench/lib/floods.ts (shared with the
+// benchmark's memory section): sockets closed on teardown, RSS in kB, the long-variant switch.
 
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Test } from 'tap';
+import * as floods from '../../native-bench/lib/floods.js';
 import type { RawClient } from '../helpers/clients.js';
-import { connectBytes, readPacket, rssKb } from './support.js';
+import { connectBytes, readPacket } from './support.js';
 
-export interface FloodResult {
-  /** Messages sent, and acknowledged (QoS 1: PUBACKs, in order, so seqs 0..acked-1). */
-  sent: number;
-  acked: number;
-}
-
-export interface FloodOptions {
-  port: number;
-  clientId: string;
-  topic: string;
-  /** Payload bytes; the first 4 carry the message's sequence number. */
-  size: number;
-  qos: 0 | 1;
-  durationMs: number;
-  /** QoS 1 PUBLISHes in flight (default 256). */
-  window?: number;
-}
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-/** A PUBLISH of `topic` whose payload starts with `seq` (3.1.1, packet id `id` for QoS 1). */
-function publishBytes(topic: Buffer, seq: number, size: number, qos: 0 | 1, id: number): Buffer {
-  const idBytes = qos === 1 ? 2 : 0;
-  const remaining = 2 + topic.length + idBytes + size;
-  const head = Buffer.from([0x30 | (qos << 1), ...varint(remaining), topic.length >> 8, topic.length & 0xff]);
-  const buf = Buffer.alloc(head.length + topic.length + idBytes + size);
-  head.copy(buf, 0);
-  topic.copy(buf, head.length);
-  let pos = head.length + topic.length;
-  if (qos === 1) {
-    buf.writeUInt16BE(id, pos);
-    pos += 2;
-  }
-  buf.writeUInt32BE(seq, pos);
-  return buf;
-}
-
-/** The sequence number a flood PUBLISH carries. */
-export function seqOf(payload: Buffer): number {
-  return payload.readUInt32BE(0);
-}
+export { partialConnect, type FloodResult, type SeqSubscriber } from '../../native-bench/lib/floods.js';
 
 /**
- * Publishes for `durationMs` as fast as the broker takes it (QoS 1: at most `window` unacked;
- * QoS 0: as fast as the socket drains), then waits for the last acks and disconnects.
+ * What a node may grow by beside the bounded data under a flood: V8's young generation (up to
+ * 3 x 16 MiB semi-spaces) and old-space slack between collections, malloc arenas, LMDB's dirty
+ * pages, socket buffers. Measured at 5-46 MB on a loaded 2-core machine; the unbounded cases of
+ * the issue grew by 0.6-3.2 GB.
  */
-export async function flood(t: Test, opts: FloodOptions): Promise<FloodResult> {
-  const socket: Socket = connect({ host: '127.0.0.1', port: opts.port });
-  t.teardown(() => {
-    socket.destroy();
-  });
-  socket.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.setNoDelay(true);
-  socket.write(connectBytes(opts.clientId, 4));
-  const topic = Buffer.from(opts.topic);
-  const window = opts.window ?? 256;
-  let sent = 0;
-  let acked = 0;
-  let connacked = false;
-  let rest = Buffer.alloc(0);
-  let writable = true;
-  let finished: (() => void) | undefined;
-  const deadline = Date.now() + opts.durationMs;
-
-  const pump = (): void => {
-    if (!connacked) return;
-    while (writable && Date.now() < deadline && (opts.qos === 0 || sent - acked < window)) {
-      writable = socket.write(publishBytes(topic, sent, opts.size, opts.qos, (sent % 65535) + 1));
-      sent++;
-      if (opts.qos === 0 && sent % 64 === 0) break; // let timers and reads run
-    }
-    if (Date.now() >= deadline && (opts.qos === 0 || acked === sent)) finished?.();
-    else if (opts.qos === 0 && writable) setImmediate(pump);
-  };
-  socket.on('drain', () => {
-    writable = true;
-    pump();
-  });
-  socket.on('data', (chunk: Buffer) => {
-    let buf = rest.length === 0 ? chunk : Buffer.concat([rest, chunk]);
-    if (!connacked && buf.length >= 4) {
-      connacked = true;
-      buf = buf.subarray(4);
-    }
-    acked += Math.floor(buf.length / 4); // PUBACKs only: 0x40 0x02 id id
-    rest = Buffer.from(buf.subarray(buf.length - (buf.length % 4)));
-    pump();
-  });
-  const done = new Promise<void>((resolve) => (finished = resolve));
-  const timer = setInterval(pump, 100); // the deadline passes while waiting for a drain or acks
-  await Promise.race([done, new Promise((r) => setTimeout(r, opts.durationMs + 15_000))]);
-  clearInterval(timer);
-  socket.end(Buffer.from([0xe0, 0x00]));
-  return { sent, acked };
-}
-
-export interface RssSampler {
-  /** kB at start. */
-  readonly baseline: number;
-  /** Largest growth over the baseline seen so far, kB. */
-  readonly maxGrowth: number;
-  stop(): void;
-}
-
-/** Samples the node's VmRSS every 100 ms from now until stop() (or the test's end). */
-export function sampleRss(t: Test, pid: number): RssSampler {
-  const baseline = rssKb(pid);
-  let max = baseline;
-  const timer = setInterval(() => {
-    max = Math.max(max, rssKb(pid));
-  }, 100);
-  t.teardown(() => clearInterval(timer));
-  return {
-    baseline,
-    get maxGrowth() {
-      return Math.max(max, rssKb(pid)) - baseline;
-    },
-    stop: () => clearInterval(timer),
-  };
-}
+export const RUNTIME_SLACK_KB = 64 * 1024;
 
 /** Whether the long variants run (TIDEMQ_LONG_TESTS=1): floods of 15 s instead of a few. */
 export const LONG = process.env.TIDEMQ_LONG_TESTS === '1';
+
+const closeOnTeardown =
+  (t: Test) =>
+  (socket: Socket): void => {
+    t.teardown(() => {
+      socket.destroy();
+    });
+  };
+
+export function flood(t: Test, opts: floods.FloodOptions): Promise<floods.FloodResult> {
+  return floods.flood(closeOnTeardown(t), opts);
+}
+
+export function seqSubscriber(t: Test, port: number, clientId: string, filter: string, clean: boolean): Promise<floods.SeqSubscriber> {
+  return floods.seqSubscriber(closeOnTeardown(t), port, clientId, filter, clean);
+}
+
+/** The node's RSS sampled until stop() or the test's end; growth in kB. */
+export function sampleRss(t: Test, pid: number): { readonly maxGrowth: number; stop(): void } {
+  const s = floods.sampleRss(pid);
+  t.teardown(() => s.stop());
+  return {
+    get maxGrowth() {
+      return Math.round(s.maxGrowth / 1024);
+    },
+    stop: () => s.stop(),
+  };
+}
 
 /** ms from CONNECT to CONNACK for a fresh client; throws when none comes. */
 export async function connackMs(raw: RawClient, clientId: string): Promise<number> {
@@ -151,98 +55,4 @@ export async function connackMs(raw: RawClient, clientId: string): Promise<numbe
   const p = await readPacket(raw, 4, 10_000);
   if (p?.cmd !== 'connack' || p.returnCode !== 0) throw new Error(`expected CONNACK 0, got ${JSON.stringify(p)}`);
   return Date.now() - start;
-}
-
-/** A raw 3.1.1 subscriber that records the sequence numbers it receives and acks QoS 1. */
-export interface SeqSubscriber {
-  readonly socket: Socket;
-  /** Sequence numbers of the PUBLISHes received, in order. */
-  readonly seqs: number[];
-  readonly isClosed: boolean;
-  /** Resolves once `cond` holds (checked on every packet and on close); rejects after timeoutMs. */
-  until(cond: () => boolean, what: string, timeoutMs?: number): Promise<void>;
-}
-
-/**
- * Connects `clientId` (clean session or not), subscribes `filter` at QoS 1 and resolves after
- * the SUBACK. Every QoS 1 PUBLISH is acknowledged as it is parsed; socket.pause() stops reading.
- */
-export async function seqSubscriber(t: Test, port: number, clientId: string, filter: string, clean: boolean): Promise<SeqSubscriber> {
-  const socket: Socket = connect({ host: '127.0.0.1', port });
-  t.teardown(() => {
-    socket.destroy();
-  });
-  socket.on('error', () => {});
-  const seqs: number[] = [];
-  const types: number[] = [];
-  let isClosed = false;
-  let rest = Buffer.alloc(0);
-  const waiters = new Set<() => void>();
-  const wake = (): void => {
-    for (const w of [...waiters]) w();
-  };
-  socket.on('close', () => {
-    isClosed = true;
-    wake();
-  });
-  socket.on('data', (chunk: Buffer) => {
-    const buf = rest.length === 0 ? chunk : Buffer.concat([rest, chunk]);
-    let pos = 0;
-    const acks: number[] = [];
-    for (;;) {
-      if (buf.length - pos < 2) break;
-      let length = 0;
-      let i = pos + 1;
-      let mul = 1;
-      for (; i < buf.length; i++, mul *= 128) {
-        length += ((buf[i] as number) & 0x7f) * mul;
-        if (((buf[i] as number) & 0x80) === 0) break;
-      }
-      if (i >= buf.length || buf.length - (i + 1) < length) break;
-      const header = buf[pos] as number;
-      const body = buf.subarray(i + 1, i + 1 + length);
-      pos = i + 1 + length;
-      types.push(header >> 4);
-      if (header >> 4 !== 3) continue;
-      const qos = (header >> 1) & 3;
-      const topicLength = body.readUInt16BE(0);
-      const payloadStart = 2 + topicLength + (qos > 0 ? 2 : 0);
-      seqs.push(seqOf(body.subarray(payloadStart)));
-      if (qos === 1) acks.push(body.readUInt16BE(2 + topicLength));
-    }
-    rest = Buffer.from(buf.subarray(pos));
-    if (acks.length > 0) socket.write(Buffer.concat(acks.map((id) => Buffer.from([0x40, 0x02, id >> 8, id & 0xff]))));
-    wake();
-  });
-  const until = (cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!cond()) return;
-        waiters.delete(check);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (${seqs.length} publishes received)`));
-      }, timeoutMs);
-      waiters.add(check);
-      check();
-    });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.write(connectBytes(clientId, 4, { clean }));
-  const topic = Buffer.from(filter);
-  socket.write(Buffer.from([0x82, 2 + 2 + topic.length + 1, 0, 1, topic.length >> 8, topic.length & 0xff, ...topic, 1]));
-  await until(() => types.includes(9), 'SUBACK');
-  return {
-    socket,
-    seqs,
-    get isClosed() {
-      return isClosed;
-    },
-    until,
-  };
 }

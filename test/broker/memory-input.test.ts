@@ -8,12 +8,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import { rawConnect } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
-import { connackMs, LONG, sampleRss } from './flood.js';
+import { connackMs, LONG, partialConnect, RUNTIME_SLACK_KB, sampleRss } from './flood.js';
 import { bytes, configFile, connectBytes, readPacket, sleep, tidemqPasswd } from './support.js';
 
 const MiB = 1024 * 1024;
-/** Runtime growth beside the bounded bytes: V8 heap slack, socket buffers (see memory.test.ts). */
-const RUNTIME_SLACK_KB = 32 * 1024;
 const CONNACK_MS = 3000;
 
 async function metric(mgmtPort: number, name: string, labels = ''): Promise<number> {
@@ -35,8 +33,7 @@ function open(t: Parameters<typeof rawConnect>[0], port: number): Promise<Socket
 t.test('half-open CONNECTs of 1 MB each: the node holds at most max_connecting_bytes of them', async (t) => {
   const node = await startNode(t);
   const count = LONG ? 500 : 200;
-  // CONNECT, remaining length 1 000 000, and all of it but the last 1000 bytes.
-  const partial = Buffer.concat([Buffer.from([0x10, 0xc0, 0x84, 0x3d]), Buffer.alloc(999_000, 0x61)]);
+  const partial = partialConnect(1_000_000);
   /** `n` connections send their partial CONNECT and hang; closed after holdMs. */
   const round = async (n: number, holdMs: number, probe: string): Promise<number> => {
     const sockets: Socket[] = [];

@@ -7,10 +7,9 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import t from 'tap';
 import { rawConnect } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
-import { connackMs, LONG, sampleRss } from './flood.js';
+import { connackMs, LONG, RUNTIME_SLACK_KB, sampleRss } from './flood.js';
 import { bytes, rawHandshake, readPacket } from './support.js';
 
-const RUNTIME_SLACK_KB = 32 * 1024;
 const CONNACK_MS = 3000;
 
 async function metric(mgmtPort: number, name: string, labels: string): Promise<number> {
