@@ -66,14 +66,19 @@ t.test('half-open CONNECTs of 1 MB each: the node holds at most max_connecting_b
   t.equal(await metric(node.mgmtPort, 'tidemq_connecting_bytes'), 0, 'released as the connections closed');
 });
 
-t.test('packets pipelined behind a CONNECT while its password check runs: reading pauses', async (t) => {
-  const conf = configFile(t, { auth: { allow_anonymous: false, password_file: '@DIR@/passwd' } });
+/**
+ * 16 clients pipeline 8 (long: 64) packets of 1 MB behind a CONNECT whose password check runs;
+ * with `proxy`, behind a PROXY header too (the header's early bytes must not restart reading).
+ */
+async function pipelined(t: Parameters<typeof rawConnect>[0], proxy: boolean): Promise<void> {
+  const conf = configFile(t, { auth: { allow_anonymous: false, password_file: '@DIR@/passwd' }, listeners: { proxy_protocol: proxy } });
   await tidemqPasswd(join(conf, '..', 'passwd'), 'u', 'pw');
   const node = await startNode(t, { args: ['--config', conf] });
   const conns = 16;
   const perConn = LONG ? 64 : 8;
   const publish = bytes({ cmd: 'publish', topic: 'pipe/x', payload: Buffer.alloc(MiB - 64, 0x62), qos: 0, retain: false, dup: false });
-  const burst = Buffer.concat([connectBytes('', 4, { username: 'u', password: Buffer.from('pw') }), ...Array.from({ length: perConn }, () => publish)]);
+  const header = proxy ? [Buffer.from('PROXY TCP4 203.0.113.9 127.0.0.1 51000 1883\r\n')] : [];
+  const burst = Buffer.concat([...header, connectBytes('', 4, { username: 'u', password: Buffer.from('pw') }), ...Array.from({ length: perConn }, () => publish)]);
   /**
    * 16 clients send CONNECT and the publishes, `pipelined` in one burst or after their CONNACK;
    * resolves when the node has read all of it.
@@ -100,6 +105,9 @@ t.test('packets pipelined behind a CONNECT while its password check runs: readin
   const boundKb = (conns * 2 * MiB) / 1024 + RUNTIME_SLACK_KB;
   t.ok(rss.maxGrowth < boundKb, `RSS grew by ${rss.maxGrowth} kB (bound ${boundKb} kB)`);
   const probe = await rawConnect(t, node.mqttPort);
-  probe.send(connectBytes('probe', 4, { username: 'u', password: Buffer.from('pw') }));
+  probe.send(Buffer.concat([...header, connectBytes('probe', 4, { username: 'u', password: Buffer.from('pw') })]));
   t.match(await readPacket(probe, 4, CONNACK_MS), { cmd: 'connack', returnCode: 0 }, 'a fresh client after it');
-});
+}
+
+t.test('packets pipelined behind a CONNECT while its password check runs: reading pauses', (t) => pipelined(t, false));
+t.test('the same behind a PROXY header', (t) => pipelined(t, true));
