@@ -1,5 +1,6 @@
 import net, { type Socket } from 'node:net';
 import type { Broker } from './broker.js';
+import { LimitHit } from './stats.js';
 import { parseProxyHeader, ProxyHeaderError } from './proxy-protocol.js';
 import { TcpConnection } from './tcp-connection.js';
 import { WheelTimer } from './timer-wheel.js';
@@ -57,6 +58,7 @@ export class ListenerGate {
     if (stats.connectingBytes >= this.broker.config.mqtt.max_connecting_bytes) {
       // Connections that have not completed CONNECT hold the node's whole pre-CONNACK budget.
       this.stats.connectingBytes++;
+      stats.hitLimit(LimitHit.ConnectingBytes, '', 0);
       return false;
     }
     if (this.bucket !== null && !this.bucket.tryTake()) {
