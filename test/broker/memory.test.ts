@@ -59,6 +59,8 @@ t.test('offline persistent session under a QoS 1 flood: the queue holds max_queu
   t.equal(client.mqueue_len, MAX_QUEUED, 'the queue is at max_queued');
   const total = result.acked + warmed;
   t.equal(client.mqueue_dropped, total - MAX_QUEUED, 'every other message was dropped and counted for the client');
+  t.equal(client['send_msg.dropped.queue_full'], total - MAX_QUEUED, 'by reason');
+  t.equal(client.mqueue_bytes, MAX_QUEUED * (SIZE + 'flood/a'.length), 'its bytes as max_queued_bytes counts them');
   t.equal(await metric(node.mgmtPort, 'tidemq_messages_dropped_total', 'reason="queue_full"'), total - MAX_QUEUED, 'and in the metrics');
   t.ok((await metric(node.mgmtPort, 'tidemq_limit_hits_total', 'limit="queue"')) > 0);
 
