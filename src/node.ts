@@ -7,12 +7,13 @@ import { startAdminServer } from './admin/server.js';
 import { VERSION } from './admin/version.js';
 import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
+import { LoginThrottle } from './broker/login-throttle.js';
 import { Broker } from './broker/broker.js';
 import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
 import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
-import { Cluster } from './cluster/cluster.js';
+import { checkCookie, Cluster } from './cluster/cluster.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { Metrics } from './metrics/metrics.js';
@@ -89,16 +90,19 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 /** The management HTTP server with this node's metrics; returns its bound port. */
 async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
-  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster });
+  const loginThrottle = new LoginThrottle(m.max_failed_logins, m.failed_login_window * 1000);
+  const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster, managementLogins: loginThrottle });
   const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster };
-  const server = await startAdminServer(ctx, metrics, { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth }, log);
+  const options = { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth, loginThrottle };
+  const server = await startAdminServer(ctx, metrics, options, log);
   stops.push(async () => server.close());
   return server.port;
 }
 
 export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
-  const authenticator = createAuthenticator(config.auth);
+  checkCookie(config);
+  const authenticator = createAuthenticator(config.auth, log);
   const acl = loadAcl(config.auth);
   await mkdir(config.node.data_dir, { recursive: true });
   // A corrupt or incompatible store throws here, naming its path, before anything listens.

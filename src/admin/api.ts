@@ -1,7 +1,10 @@
 // The management API: one route table served under /api/v4 (EMQX 4.4 envelope) and /api/v5
 // (EMQX 5 semantics), Basic auth, and GET /metrics. Handlers return data or throw an ApiError;
-// this module alone turns either into an HTTP reply for the version asked.
+// this module alone turns either into an HTTP reply for the version asked. Before any route: a
+// browser's cross-site state change is refused (403), then credentials are checked (401 before
+// 404, so routes cannot be listed without them), and failed logins are throttled per address (429).
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { LoginThrottle } from '../broker/login-throttle.js';
 import { ApiError, errorForms } from './errors.js';
 import type { HttpReply, HttpRequestData } from './http.js';
 
@@ -48,14 +51,21 @@ export interface ApiOptions {
   readonly password: string;
   /** Whether GET /metrics needs the credentials too (management.metrics_auth; default false). */
   readonly metricsAuth: boolean;
+  /** Failed logins per source address (management.max_failed_logins). */
+  readonly loginThrottle: LoginThrottle;
   /** The Prometheus exposition for GET /metrics. */
   metrics(): Promise<{ contentType: string; text: string }>;
+  /** An address just reached the failed-login limit (for a log line). */
+  onThrottled(address: string): void;
   /** Unexpected handler errors are logged here and answered 500. */
   onError(err: unknown, req: HttpRequestData): void;
 }
 
 const JSON_HEADERS = { 'Content-Type': 'application/json' } as const;
 const PREFIX = /^\/api\/(v4|v5)(\/.*)$/;
+/** RFC 7617: the scheme (any case), one or more spaces, base64 and nothing after it. */
+const BASIC = /^Basic +((?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$/i;
+const STATE_CHANGING = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 
 interface CompiledRoute {
   readonly route: Route;
@@ -85,10 +95,11 @@ export class AdminApi {
     // Unknown paths answer like the v5 API: a JSON 404.
     const version: ApiVersion = m?.[1] === 'v4' ? 'v4' : 'v5';
     try {
+      if (crossSite(req)) throw new ApiError('forbidden', `cross-site ${req.method} refused: the management API takes state changes from scripts and same-origin pages only`);
       const found = m === null ? undefined : this.match(req.method, m[2] as string);
+      if (found?.[0].public !== true) this.authenticate(req);
       if (found === undefined) throw new ApiError('not_found', `no such API: ${req.method} ${req.path}`);
       const [route, params] = found;
-      if (route.public !== true && !this.authorized(req)) throw new ApiError('unauthorized', 'Check username/password');
       const body = parseBody(req.body);
       const result = await route.handler({ version, params, query: new URLSearchParams(req.query), body });
       return render(version, result);
@@ -100,17 +111,31 @@ export class AdminApi {
   }
 
   private async metrics(req: HttpRequestData): Promise<HttpReply> {
-    if (req.method !== 'GET') return renderError('v5', new ApiError('not_found', `no such API: ${req.method} ${req.path}`));
-    if (this.options.metricsAuth && !this.authorized(req)) return renderError('v5', new ApiError('unauthorized', 'Check username/password'));
+    try {
+      if (req.method !== 'GET') throw new ApiError('not_found', `no such API: ${req.method} ${req.path}`);
+      if (this.options.metricsAuth) this.authenticate(req);
+    } catch (err) {
+      return renderError('v5', err as ApiError);
+    }
     const { contentType, text } = await this.options.metrics();
     return { status: 200, headers: { 'Content-Type': contentType }, body: text };
   }
 
-  private authorized(req: HttpRequestData): boolean {
-    const m = /^Basic\s+(\S+)$/i.exec(req.authorization);
-    if (m === null) return false;
+  /** Throws unless the request carries the credentials; a wrong Authorization header counts against its address. */
+  private authenticate(req: HttpRequestData): void {
+    const throttle = this.options.loginThrottle;
+    const now = Date.now();
+    // Before the check: a throttled guesser must not learn that a guess was right.
+    if (throttle.blocked(req.remoteAddress, now)) {
+      const seconds = Math.ceil(throttle.retryAfter(req.remoteAddress, now) / 1000);
+      throw new ApiError('too_many_requests', `too many failed logins from ${req.remoteAddress}: retry in ${seconds} s`, seconds);
+    }
+    const m = BASIC.exec(req.authorization);
     // Compared as digests: equal lengths, and no timing hint about the secret.
-    return timingSafeEqual(digest(Buffer.from(m[1] as string, 'base64').toString('utf8')), this.credentials);
+    if (m !== null && timingSafeEqual(digest(Buffer.from(m[1] as string, 'base64').toString('utf8')), this.credentials)) return;
+    // A request without credentials is a browser's first try, not a guess.
+    if (req.authorization !== '' && throttle.fail(req.remoteAddress, now)) this.options.onThrottled(req.remoteAddress);
+    throw new ApiError('unauthorized', 'Check username/password');
   }
 
   private match(method: string, path: string): [Route, Record<string, string>] | undefined {
@@ -129,6 +154,22 @@ export class AdminApi {
       if (matched) return [route, params];
     }
     return undefined;
+  }
+}
+
+/**
+ * A state change a browser sent from another site (a page with cached Basic credentials): its
+ * Origin is not this server's own, or it says so in Sec-Fetch-Site. Scripts, curl, HAProxy and
+ * our CLI send neither header, whatever their Content-Type.
+ */
+function crossSite(req: HttpRequestData): boolean {
+  if (!STATE_CHANGING.has(req.method)) return false;
+  if (req.fetchSite === 'cross-site') return true;
+  if (req.origin === '') return false;
+  try {
+    return new URL(req.origin).host !== req.host;
+  } catch {
+    return true; // `null` (a sandboxed page, a file) or garbage: not ours
   }
 }
 
@@ -170,6 +211,7 @@ function renderError(version: ApiVersion, err: ApiError): HttpReply {
   const forms = errorForms(err);
   const { status, body } = version === 'v4' ? forms.v4 : forms.v5;
   if (status === 401) return { ...json(status, body), headers: { ...JSON_HEADERS, 'WWW-Authenticate': 'Basic realm="tidemq"' } };
+  if (err.retryAfter !== undefined) return { ...json(status, body), headers: { ...JSON_HEADERS, 'Retry-After': String(err.retryAfter) } };
   return json(status, body);
 }
 

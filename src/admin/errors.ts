@@ -23,6 +23,10 @@ const KINDS = {
   // EMQX 4.4 kickout: minirest:return({error, ?ERROR12, not_found}) -> {"code":112,"message":"not_found"}.
   client_not_found: { v4Status: 200, v4Code: 112, v4Message: 'not_found', status: 404, code: 'CLIENTID_NOT_FOUND', cli: 'Not Found.' },
   unauthorized: { v4Status: 401, v4Code: 401, status: 401, code: 'BAD_USERNAME_OR_PWD', cli: 'wrong credentials' },
+  /** A state-changing request a browser marks as cross-site (Origin, Sec-Fetch-Site). */
+  forbidden: { v4Status: 403, v4Code: 403, status: 403, code: 'FORBIDDEN', cli: null },
+  /** Too many failed logins from this address (management.max_failed_logins). */
+  too_many_requests: { v4Status: 429, v4Code: 429, status: 429, code: 'TOO_MANY_REQUESTS', cli: null },
   payload_too_large: { v4Status: 413, v4Code: 413, status: 413, code: 'PAYLOAD_TOO_LARGE', cli: null },
   // The availability check while evacuating or a rebalance donor (SPEC 8).
   node_evacuating: { v4Status: 503, v4Code: null, status: 503, code: 'NODE_EVACUATING', cli: null },
@@ -40,6 +44,8 @@ export class ApiError extends Error {
   constructor(
     readonly kind: ApiErrorKind,
     message: string,
+    /** Seconds for a Retry-After header (too_many_requests). */
+    readonly retryAfter?: number,
   ) {
     super(message);
     this.name = 'ApiError';

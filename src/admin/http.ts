@@ -13,6 +13,12 @@ export interface HttpRequestData {
   readonly query: string;
   /** The Authorization header, '' when absent. */
   readonly authorization: string;
+  /** Where a browser says the request comes from: the Origin, Sec-Fetch-Site and Host headers, '' when absent. */
+  readonly origin: string;
+  readonly fetchSite: string;
+  readonly host: string;
+  /** The peer's address, for the failed-login throttle. */
+  readonly remoteAddress: string;
   /** null: the body was over the size limit (and was not read further). */
   readonly body: Buffer | null;
 }
@@ -72,9 +78,14 @@ export async function listenHttp(host: string, port: number, maxBody: number, ha
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
     const method = (req.method ?? 'GET').toUpperCase();
-    const authorization = req.headers.authorization ?? '';
+    const h = req.headers;
+    const authorization = h.authorization ?? '';
+    const origin = h.origin ?? '';
+    const fetchSite = typeof h['sec-fetch-site'] === 'string' ? h['sec-fetch-site'] : '';
+    const host = h.host ?? '';
+    const remoteAddress = req.socket.remoteAddress ?? '';
     const dispatch = (body: Buffer | null): void => {
-      handler({ method, path, query, authorization, body }).then(
+      handler({ method, path, query, authorization, origin, fetchSite, host, remoteAddress, body }).then(
         (reply) => send(res, reply),
         () => send(res, { status: 500, body: '' }),
       );

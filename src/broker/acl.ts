@@ -1,15 +1,25 @@
 // Topic ACLs (SPEC 13): one rule a line, `verdict who access filter`, first match wins, whole-line
 // `#` comments (a `#` later in a line is the topic wildcard). Rules are compiled once into
 // per-action lists; check() walks one list, and only rules with %c/%u build a string.
+// Read access (SPEC 14) is the subscribe rules applied to each delivered topic: a subscription
+// granted on a wide filter (`#`) must not carry topics a deny rule covers (`secret/#`). Only the
+// subscriptions whose filter overlaps a deny rule pay that check, through a bounded cache.
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config/schema.js';
 import type { Config } from '../config/schema.js';
-import { filterCovers, parseSharedFilter, topicFilterError, topicMatches } from '../mqtt/topic.js';
+import { filterCovers, filtersOverlap, parseSharedFilter, topicFilterError, topicMatches } from '../mqtt/topic.js';
 
 export type AclAction = 'publish' | 'subscribe';
 
 export interface Acl {
+  /** publish: a topic name (`$SYS/...` refused unless auth.allow_sys_publish); subscribe: a filter, `$share/g/f` checked on f. */
   check(action: AclAction, clientId: string, username: string | undefined, topic: string): boolean;
+  /** Whether a granted subscription on `filter` (non-shared) can match a topic this client may not read: its deliveries then go through mayRead(). */
+  readLimited(clientId: string, username: string | undefined, filter: string): boolean;
+  /** Whether this client may receive a message on `topic` (cached, auth.acl_cache_size entries). */
+  mayRead(clientId: string, username: string | undefined, topic: string): boolean;
+  /** Entries in the read cache (metrics). */
+  readonly cacheSize: number;
 }
 
 interface Rule {
@@ -23,11 +33,26 @@ interface Rule {
   vars: Array<'%c' | '%u'>;
 }
 
-const ALLOW_ALL: Acl = { check: () => true };
 const PLACEHOLDER = /%[cu]/g;
 const COMMENT_OR_BLANK = /^\s*(?:#.*)?$/;
 
-function compile(text: string, file: string, aclDefault: boolean): Acl {
+/** `$SYS` and `$SYS/...` are the broker's own topics [MQTT-4.7.2-1]; clients publish there only when allowed. */
+function isSysTopic(topic: string): boolean {
+  return topic.charCodeAt(0) === 0x24 && (topic === '$SYS' || topic.startsWith('$SYS/'));
+}
+
+/** No ACL file: every topic may be read and subscribed, and published except `$SYS/...` unless allowed. */
+function allowAll(allowSysPublish: boolean): Acl {
+  return {
+    check: (action, _c, _u, topic) => action === 'subscribe' || allowSysPublish || !isSysTopic(topic),
+    readLimited: () => false,
+    mayRead: () => true,
+    cacheSize: 0,
+  };
+}
+
+function compile(text: string, file: string, auth: Config['auth']): Acl {
+  const aclDefault = auth.acl_default === 'allow';
   const publish: Rule[] = [];
   const subscribe: Rule[] = [];
   const lines = text.split(/\r?\n/);
@@ -74,36 +99,77 @@ function compile(text: string, file: string, aclDefault: boolean): Acl {
     return out;
   };
 
+  const forClient = (rule: Rule, clientId: string, username: string | undefined): boolean =>
+    rule.who === 'user' ? rule.name === username : rule.who !== 'client' || rule.name === clientId;
+
+  /** The first applicable rule's verdict for a topic name (`byName`) or a requested filter it covers. */
+  const decide = (rules: Rule[], clientId: string, username: string | undefined, topic: string, byName: boolean): boolean => {
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i] as Rule;
+      if (!forClient(rule, clientId, username)) continue;
+      const filter = filterFor(rule, clientId, username);
+      if (filter === undefined) continue;
+      if (byName ? topicMatches(filter, topic) : filter === topic || filterCovers(filter, topic)) return rule.allow;
+    }
+    return aclDefault;
+  };
+
+  // Client id, user name and topic hold no U+0000, so the key is unambiguous; an absent user name
+  // leaves out its field, so it differs from an empty one. When no subscribe rule names a client
+  // or user, the verdict depends on the topic alone: the topic is the key, one entry serves every
+  // subscriber, and a fan-out builds no string per delivery.
+  const cache = new Map<string, boolean>();
+  const cacheMax = auth.acl_cache_size;
+  const byTopic = subscribe.every((rule) => rule.who === 'all' && rule.pieces === undefined);
+
+  const check = (action: AclAction, clientId: string, username: string | undefined, topic: string): boolean => {
+    if (action === 'publish' && !auth.allow_sys_publish && isSysTopic(topic)) return false;
+    if (action === 'publish') return decide(publish, clientId, username, topic, true);
+    // A shared subscription is granted on the filter it subscribes to. [MQTT-4.8.2-1]
+    const shared = parseSharedFilter(topic);
+    return decide(subscribe, clientId, username, typeof shared === 'object' ? shared.filter : topic, false);
+  };
+
   return {
-    check(action, clientId, username, topic) {
-      const rules = action === 'publish' ? publish : subscribe;
-      let requested = topic;
-      if (action === 'subscribe') {
-        // A shared subscription is granted on the filter it subscribes to. [MQTT-4.8.2-1]
-        const shared = parseSharedFilter(topic);
-        if (typeof shared === 'object') requested = shared.filter;
+    check,
+    get cacheSize() {
+      return cache.size;
+    },
+    readLimited(clientId, username, filter) {
+      // Not granted as a whole to this identity (a session resumed under another user name).
+      if (!check('subscribe', clientId, username, filter)) return true;
+      for (let i = 0; i < subscribe.length; i++) {
+        const rule = subscribe[i] as Rule;
+        if (rule.allow || !forClient(rule, clientId, username)) continue;
+        const ruleFilter = filterFor(rule, clientId, username);
+        if (ruleFilter !== undefined && filtersOverlap(ruleFilter, filter)) return true;
       }
-      for (let i = 0; i < rules.length; i++) {
-        const rule = rules[i] as Rule;
-        if (rule.who === 'user' ? rule.name !== username : rule.who === 'client' && rule.name !== clientId) continue;
-        const filter = filterFor(rule, clientId, username);
-        if (filter === undefined) continue;
-        const applies = action === 'publish' ? topicMatches(filter, requested) : filter === requested || filterCovers(filter, requested);
-        if (applies) return rule.allow;
+      return false;
+    },
+    mayRead(clientId, username, topic) {
+      const key = byTopic ? topic : username === undefined ? `${clientId}\0${topic}` : `${clientId}\0${username}\0${topic}`;
+      let verdict = cache.get(key);
+      if (verdict === undefined) {
+        verdict = decide(subscribe, clientId, username, topic, true);
+        if (cacheMax > 0) {
+          // Oldest entry out first: a fixed bound, and no reordering on the hit path.
+          if (cache.size >= cacheMax) cache.delete(cache.keys().next().value as string);
+          cache.set(key, verdict);
+        }
       }
-      return aclDefault;
+      return verdict;
     },
   };
 }
 
-/** The ACL of auth.acl_file (read once), or an allow-all ACL when none is set. */
+/** The ACL of auth.acl_file (read once), or an allow-all ACL (but `$SYS` publishing) when none is set. */
 export function loadAcl(auth: Config['auth']): Acl {
-  if (auth.acl_file === '') return ALLOW_ALL;
+  if (auth.acl_file === '') return allowAll(auth.allow_sys_publish);
   let text: string;
   try {
     text = readFileSync(auth.acl_file, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read auth.acl_file ${auth.acl_file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-  return compile(text, auth.acl_file, auth.acl_default === 'allow');
+  return compile(text, auth.acl_file, auth);
 }

@@ -23,6 +23,8 @@ interface Subscriber {
   kind: 0;
   session: Session;
   options: SubscriptionOptions;
+  /** The ACL may deny some topics this filter matches: each delivery asks Broker.mayRead. */
+  readCheck: boolean;
 }
 
 /** One `$share/group/filter`: each message goes to one member, round robin [MQTT-4.8.2-3]. */
@@ -44,6 +46,7 @@ export const NEVER_EXPIRES = 0xffffffff;
 /** What a connection asks for when it opens a session. */
 export interface SessionRequest {
   clientId: string;
+  username: string | undefined;
   cleanStart: boolean;
   expiryInterval: number;
   will: WillState | undefined;
@@ -198,6 +201,11 @@ export class Broker {
     if (this.store !== null) this.store.putRetained(message);
   }
 
+  /** @internal Whether the subscriber may read the message being routed (SPEC 14: whatever its filter). */
+  mayRead(sub: Subscriber): boolean {
+    return !sub.readCheck || this.acl.mayRead(sub.session.clientId, sub.session.username, (this.routing as Message).topic);
+  }
+
   /** @internal Called for each matching trie entry by visitEntry. */
   deliverTo(sub: Subscriber): void {
     const message = this.routing as Message;
@@ -255,6 +263,11 @@ export class Broker {
     }
     session.expiryInterval = req.expiryInterval;
     session.will = req.will;
+    if (session.username !== req.username) {
+      session.username = req.username;
+      // Another identity resumes it: its subscriptions' read checks are decided again.
+      for (const [filter, options] of session.subscriptions) this.subscribe(session, filter, options);
+    }
     // Connected from here on: stored so, a crash restarts its expiry clock at the restart.
     session.disconnectedAt = 0;
     this.persist(session);
@@ -414,6 +427,11 @@ export class Broker {
     session.will = undefined;
     if (session.willTimer !== null) this.wheel.cancel(session.willTimer);
     if (session.journal !== null) session.journal.save(session);
+    // Checked at CONNECT too; again here, for a session restored or moved with its will.
+    if (!this.acl.check('publish', session.clientId, session.username, will.topic)) {
+      this.stats.publishDenied++;
+      return;
+    }
     let properties: Properties | undefined;
     let expiresAt = 0;
     if (will.properties !== undefined) {
@@ -452,8 +470,9 @@ export class Broker {
   subscribe(session: Session, filter: string, options: SubscriptionOptions): boolean {
     const existed = session.subscriptions.has(filter);
     session.subscriptions.set(filter, options);
-    const sub: Subscriber = { kind: 0, session, options };
     const shared = parseSharedFilter(filter);
+    const plain = typeof shared === 'object' ? shared.filter : filter;
+    const sub: Subscriber = { kind: 0, session, options, readCheck: this.acl.readLimited(session.clientId, session.username, plain) };
     if (typeof shared === 'object') {
       const key = `$share/${shared.group}`;
       let group = this.subscriptions.get(shared.filter, key);
@@ -500,7 +519,8 @@ export class Broker {
 
   /** Sends the retained messages matching a new subscription (not for shared ones). */
   sendRetained(session: Session, filter: string, options: SubscriptionOptions): void {
-    this.retainedTarget = { session, options };
+    const readCheck = this.acl.readLimited(session.clientId, session.username, filter);
+    this.retainedTarget = { session, options, readCheck };
     try {
       this.retained.match(filter, this, visitRetained);
     } finally {
@@ -508,7 +528,7 @@ export class Broker {
     }
   }
 
-  private retainedTarget: { session: Session; options: SubscriptionOptions } | null = null;
+  private retainedTarget: { session: Session; options: SubscriptionOptions; readCheck: boolean } | null = null;
 
   /** @internal Called for each matching retained message by visitRetained. */
   deliverRetained(message: Message): void {
@@ -519,6 +539,10 @@ export class Broker {
       if (this.store !== null) this.store.deleteRetained(message.topic);
       return;
     }
+    if (target.readCheck && !this.acl.mayRead(target.session.clientId, target.session.username, message.topic)) {
+      this.stats.deliveriesDenied++;
+      return;
+    }
     const qos = (message.qos < target.options.qos ? message.qos : target.options.qos) as QoS;
     // Sent because of a new subscription: the retain flag is set [MQTT-3.3.1-9].
     target.session.deliver(message, qos, true, target.options.subscriptionId, this.limits, this.stats);
@@ -527,21 +551,29 @@ export class Broker {
 
 function visitEntry(broker: Broker, entry: TrieEntry): void {
   if (entry.kind === 0) {
-    broker.deliverTo(entry);
+    if (broker.mayRead(entry)) broker.deliverTo(entry);
+    else broker.stats.deliveriesDenied++;
     return;
   }
   if (!broker.takesGroup(entry)) return;
-  // Prefer a connected member; a group of offline members still gets one copy, queued.
+  // Prefer a connected member that may read the message; a group of offline members still gets
+  // one copy, queued (for the first of them that may read it).
   const members = entry.members;
   const n = members.length;
+  let chosen = -1;
   for (let i = 0; i < n; i++) {
-    const m = members[(entry.next + i) % n] as Subscriber;
-    if (m.session.owner !== null || i === n - 1) {
-      entry.next = (entry.next + i + 1) % n;
-      broker.deliverTo(m);
-      return;
-    }
+    const at = (entry.next + i) % n;
+    const m = members[at] as Subscriber;
+    if (!broker.mayRead(m)) continue;
+    if (chosen < 0 || m.session.owner !== null) chosen = at;
+    if (m.session.owner !== null) break;
   }
+  if (chosen < 0) {
+    broker.stats.deliveriesDenied++;
+    return;
+  }
+  entry.next = (chosen + 1) % n;
+  broker.deliverTo(members[chosen] as Subscriber);
 }
 
 function visitRetained(broker: Broker, _topic: string, message: Message): void {

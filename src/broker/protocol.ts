@@ -20,6 +20,7 @@ import { connackReturnCodeV3, ReasonCode } from '../mqtt/reason-codes.js';
 import { varintSize } from '../mqtt/strings.js';
 import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
 import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
+import type { PendingCheck } from './auth.js';
 import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
 import { outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
@@ -93,6 +94,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private slowTimer: WheelTimer | null = null;
   /** Connection-level bounds already logged for this client (bit per LimitHit). */
   private limitsLogged = 0;
+  /** The password check this connection waits for: cancelled if it closes first. */
+  private authCheck: PendingCheck | null = null;
   /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
    *  are not yet in a DurableAcks batch. */
   private heldAcks: Buffer[] | null = null;
@@ -305,7 +308,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     const will = c.will;
     if (will !== undefined) {
       const why = topicNameError(will.topic, mqtt.max_topic_levels);
-      if (why !== undefined) return this.refuse(ReasonCode.TopicNameInvalid, `will topic: ${why}`);
+      // A malformed CONNECT: 3.x closes without CONNACK [MQTT-3.1.4-1], 5.0 answers 0x90 first (fail()).
+      if (why !== undefined) throw new ProtocolError(ReasonCode.TopicNameInvalid, `will topic: ${why}`);
       if (will.qos > mqtt.max_qos) return this.refuse(ReasonCode.QoSNotSupported, 'will QoS not supported'); // [MQTT-3.2.2-12]
       if (will.retain && !mqtt.retain_available) return this.refuse(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
     }
@@ -313,29 +317,35 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     // A verified client certificate authenticates its CN; the password file is for the rest.
     const certified = this.transport.username;
     this.username = certified ?? c.username;
-    const verdict = certified !== undefined || this.broker.authenticator.authenticate(clientId, c.username, c.password);
+    const verdict = certified !== undefined || this.broker.authenticator.authenticate(clientId, c.username, c.password, this.transport.remoteAddress);
     if (verdict === true) this.accept(c, assigned);
     else if (verdict === false) this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+    // Over auth.max_pending_checks, or a source address with too many failed logins: try later.
+    else if (verdict === 'busy') this.refuse(ReasonCode.ServerBusy, 'too many password checks pending');
+    else if (verdict === 'throttled') this.refuse(ReasonCode.ServerBusy, 'too many failed logins from this address');
     else {
       this.state = State.Authenticating;
       this.pending = [];
       this.transport.pause();
-      verdict.then(
-        (ok) => {
-          if (this.state !== State.Authenticating) return;
-          if (!ok) return this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
-          this.accept(c, assigned);
-          this.replayPending();
-        },
-        (err: unknown) => {
-          this.broker.log.error({ err, clientId }, 'authentication error');
-          if (this.state === State.Authenticating) this.refuse(ReasonCode.UnspecifiedError, 'authentication error');
-        },
-      );
+      this.authCheck = verdict;
+      // Never rejects: a failing scrypt counts as a wrong password (auth.ts).
+      void verdict.result.then((ok) => {
+        this.authCheck = null;
+        if (this.state !== State.Authenticating) return;
+        if (!ok) return this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+        this.accept(c, assigned);
+        this.replayPending();
+      });
     }
   }
 
   private accept(c: ConnectPacket, assigned: boolean, pulled = false): void {
+    // The will passes the publish ACL now, under the authenticated identity (as Mosquitto).
+    if (!pulled && c.will !== undefined && !this.broker.acl.check('publish', this.clientId, this.username, c.will.topic)) {
+      this.broker.stats.publishDenied++;
+      this.refuse(ReasonCode.NotAuthorized, 'will topic not authorized');
+      return;
+    }
     const cluster = this.broker.cluster;
     if (cluster !== null && !pulled && !this.broker.sessions.has(this.clientId)) {
       // Another node may hold this client id: its session comes over first (SPEC 4), an async step
@@ -376,7 +386,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.reader.maxPacketSize = mqtt.max_packet_size;
 
     const { session, present } = this.broker.openSession(
-      { clientId: this.clientId, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
+      { clientId: this.clientId, username: this.username, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
       now,
     );
     this.session = session;
@@ -682,6 +692,10 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (this.state === State.Closed) return;
     const wasConnected = this.state === State.Connected;
     this.state = State.Closed;
+    if (this.authCheck !== null) {
+      this.authCheck.cancel();
+      this.authCheck = null;
+    }
     this.broker.connections.delete(this);
     this.broker.wheel.cancel(this.timer);
     if (this.slowTimer !== null) this.broker.wheel.cancel(this.slowTimer);

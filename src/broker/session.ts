@@ -79,6 +79,8 @@ export class Session {
   /** Session Expiry Interval in seconds; 0 ends the session with the connection. */
   expiryInterval: number;
   will: WillState | undefined = undefined;
+  /** The user name of its last connection: what the ACL judges its deliveries and will by. */
+  username: string | undefined = undefined;
   readonly createdAt: number;
   /** ms when the last connection ended, 0 while connected. */
   disconnectedAt = 0;

@@ -50,8 +50,10 @@ export class BrokerStats {
   sessionsTakenOver = 0;
   sessionsExpired = 0;
   willsPublished = 0;
-  /** PUBLISH refused by the ACL. */
+  /** PUBLISH (and wills) refused by the ACL. */
   publishDenied = 0;
+  /** Deliveries withheld because the subscriber may not read the topic (ACL), its filter notwithstanding. */
+  deliveriesDenied = 0;
   /** CONNECTs answered with an error CONNACK, by 5.0 reason code. */
   readonly connectRefused = new Map<number, number>();
   /** Connections ended for bad input or a protocol violation, by reason label. */

@@ -8,16 +8,17 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
 import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
-import type { Config } from '../config/schema.js';
+import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
-import { Link, MAX_LINK_BACKLOG, type LinkHandler, type LinkMessage } from './link.js';
+import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
 import { Msg } from './messages.js';
 import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
 import { Rpc } from './rpc.js';
@@ -40,6 +41,8 @@ const SEED_EVERY_MS = 1000;
 const TOMBSTONE_MIN_MS = 3_600_000;
 /** How long `join` waits for the link to the seed. */
 const JOIN_WAIT_MS = 10_000;
+/** At most one log line per this period about connections refused before they authenticated. */
+const REFUSAL_LOG_MS = 10_000;
 
 interface Member {
   readonly name: string;
@@ -100,6 +103,51 @@ function retainWire(m: Message): RetainWire {
   return [m.topic, m.payload, m.qos, m.properties ?? null, m.expiresAt, m.from];
 }
 
+/**
+ * The built-in cookie is public: refused (a ConfigError, exit 2) unless nothing of the node is
+ * reachable from another host, so no stranger can join with it.
+ */
+export function checkCookie(config: Config): void {
+  if (config.node.cookie !== DEFAULT_COOKIE) return;
+  const exposed: string[] = [];
+  if (!isLoopback(config.listeners.bind)) exposed.push(`listeners.bind = ${config.listeners.bind}`);
+  if (!isLoopback(config.management.bind)) exposed.push(`management.bind = ${config.management.bind}`);
+  const clusterHost = parseNodeAddress(config.node.name).host;
+  if (!isLoopback(clusterHost)) exposed.push(`cluster port on ${clusterHost} (node.name)`);
+  if (exposed.length === 0) return;
+  throw new ConfigError(
+    `node.cookie is the built-in default, which anyone can read in the README, while the node is reachable (${exposed.join(', ')}): set node.cookie (--cookie, TIDEMQ_NODE__COOKIE) to a secret shared by the cluster's nodes`,
+  );
+}
+
+interface ClusterTls {
+  /** Certificate, key and CA, read once at start (a bad file fails the start). */
+  readonly context: tls.SecureContextOptions;
+  /** Both sides present a certificate signed by the CA. */
+  readonly verify: boolean;
+}
+
+function clusterTls(c: Config['cluster']): ClusterTls | null {
+  if (c.tls_cert_file === '') return null;
+  const context: tls.SecureContextOptions = {
+    cert: readFileSync(c.tls_cert_file),
+    key: readFileSync(c.tls_key_file),
+    ...(c.tls_ca_file === '' ? {} : { ca: readFileSync(c.tls_ca_file) }),
+    minVersion: 'TLSv1.2',
+  };
+  return { context, verify: c.tls_verify_peer };
+}
+
+/** Counters of the cluster's bounds, read by the metrics. */
+export interface ClusterStats {
+  /** Handshakes this node failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...). */
+  readonly refusals: Map<string, number>;
+  /** QoS 0 forwards dropped because a peer's link was over half its backlog bound. */
+  forwardsDropped: number;
+  /** Links closed because a QoS 1/2 forward found them over the backlog bound. */
+  backlogFailures: number;
+}
+
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
   private readonly routes = new RouteTable();
@@ -116,6 +164,19 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly localRoutes = new Set<string>();
   private readonly incarnation = randomUUID();
   private readonly cookie: string;
+  private readonly handshake: HandshakeLimits;
+  private readonly tls: ClusterTls | null;
+  /**
+   * Connections to the cluster port not authenticated yet (TLS handshake included), by their TCP
+   * pair `address:port`; bounded by cluster.max_pending_handshakes.
+   */
+  private readonly handshaking = new Map<string, Socket>();
+  /** The TCP pair of each accepted link in its handshake (a TLS socket reports its TCP socket's). */
+  private readonly acceptedPairs = new Map<Link, string>();
+  /** Wraps accepted sockets in TLS when cluster TLS is on; it does not listen itself. */
+  private tlsServer: tls.Server | null = null;
+  private refusalLogAt = 0;
+  private refusalsUnlogged = 0;
   private readonly statePath: string;
   private joinedAt: number;
   private server: Server | null = null;
@@ -131,8 +192,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly targets = new Map<string, string[]>();
   private readonly decided: GroupRoute[] = [];
   private seq = 0;
-  /** QoS 0 forwards dropped because a peer's link was over its backlog bound. */
-  forwardsDropped = 0;
+  readonly stats: ClusterStats = { refusals: new Map(), forwardsDropped: 0, backlogFailures: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   forwardsSent = 0;
   forwardsReceived = 0;
@@ -144,6 +204,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   ) {
     this.node = config.node.name;
     this.cookie = config.node.cookie;
+    this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
+    this.tls = clusterTls(config.cluster);
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
@@ -156,7 +218,13 @@ export class Cluster implements ClusterBridge, LinkHandler {
   async start(): Promise<number> {
     const now = Date.now();
     this.load();
-    const server = createServer((socket) => this.accept(socket));
+    const server = createServer((socket) => this.gate(socket));
+    if (this.tls !== null) {
+      // The TLS handshake is part of the link's: the same deadline and slot, and a failure is a refusal.
+      const options = { ...this.tls.context, requestCert: this.tls.verify, rejectUnauthorized: this.tls.verify, handshakeTimeout: this.handshake.timeoutMs };
+      this.tlsServer = tls.createServer(options, (socket) => this.accept(socket));
+      this.tlsServer.on('tlsClientError', (err, socket) => this.refusedAt(socket.remoteAddress, 'tls', err.message));
+    }
     this.server = server;
     const host = parseNodeAddress(this.node).host;
     await new Promise<void>((resolve, reject) => {
@@ -297,14 +365,43 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   // ---- links ---------------------------------------------------------------------------------
 
+  /** A TCP connection to the cluster port: it gets a handshake slot, or is closed at once. */
+  private gate(socket: Socket): void {
+    const max = this.config.cluster.max_pending_handshakes;
+    if (this.handshaking.size >= max) {
+      this.refusedAt(socket.remoteAddress, 'too_many_pending', `over cluster.max_pending_handshakes (${max})`);
+      socket.destroy();
+      return;
+    }
+    const pair = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.handshaking.set(pair, socket);
+    socket.once('close', () => {
+      if (this.handshaking.get(pair) === socket) this.handshaking.delete(pair);
+    });
+    if (this.tlsServer === null) this.accept(socket);
+    else this.tlsServer.emit('connection', socket);
+  }
+
   private accept(socket: Socket): void {
-    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, undefined, false);
+    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, undefined, false, 'member', this.handshake);
     this.loose.add(link);
+    this.acceptedPairs.set(link, `${socket.remoteAddress}:${socket.remotePort}`);
+  }
+
+  /** An accepted link's handshake is over (up or failed): its slot is free. */
+  private handshakeOver(link: Link): void {
+    const pair = this.acceptedPairs.get(link);
+    if (pair === undefined) return;
+    this.acceptedPairs.delete(link);
+    this.handshaking.delete(pair);
   }
 
   private dial(host: string, port: number, expected: string | undefined, intent: string): Link {
-    const socket = connect({ host, port });
-    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, expected, true, intent);
+    // Peers are identified by the cluster CA and the cookie, not by host names in certificates
+    // (nodes are often named by IP address).
+    const socket =
+      this.tls === null ? connect({ host, port }) : tls.connect({ ...this.tls.context, rejectUnauthorized: this.tls.verify, host, port, checkServerIdentity: () => undefined });
+    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, expected, true, intent, this.handshake);
     const m = expected === undefined ? undefined : this.members.get(expected);
     if (m !== undefined) m.dialing = link;
     else this.loose.add(link);
@@ -330,8 +427,33 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return current != null && current !== link ? this.duplicate(link, current) : undefined;
   }
 
+  refused(link: Link, reason: string): void {
+    // The dialer's own refusals are logged by the link (an operator's wrong cookie); what a
+    // stranger sends to our port only in the rate-limited line.
+    if (link.dialed) this.countRefusal(reason);
+    else this.refusedAt(link.socket.remoteAddress, reason, 'handshake failed');
+  }
+
+  private countRefusal(reason: string): void {
+    this.stats.refusals.set(reason, (this.stats.refusals.get(reason) ?? 0) + 1);
+  }
+
+  /** A connection to the cluster port refused before it authenticated: counted, logged at most once per period. */
+  private refusedAt(remote: string | undefined, reason: string, detail: string): void {
+    this.countRefusal(reason);
+    const now = Date.now();
+    if (now - this.refusalLogAt < REFUSAL_LOG_MS) {
+      this.refusalsUnlogged++;
+      return;
+    }
+    this.log.warn({ remote, reason, detail, refused_since_last_line: this.refusalsUnlogged }, 'cluster port: connection refused before authentication');
+    this.refusalLogAt = now;
+    this.refusalsUnlogged = 0;
+  }
+
   linkUp(link: Link): void {
     this.loose.delete(link);
+    this.handshakeOver(link);
     const peer = link.peer;
     let m = this.members.get(peer);
     if (link.dialed) {
@@ -366,10 +488,13 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   linkDown(link: Link, why: string): void {
     this.loose.delete(link);
-    const m = this.members.get(link.peer);
+    this.handshakeOver(link);
     if (this.joinWaiter !== null && this.joinWaiter.link === link) this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
-    if (m === undefined) return;
-    if (why.endsWith('removed_from_cluster')) {
+    // Only a member's own links (its live link, our dial to it) speak for it: a connection that
+    // merely claimed its name changes nothing.
+    const m = this.members.get(link.peer !== '' ? link.peer : (link.expected ?? ''));
+    if (m === undefined || (m.link !== link && m.dialing !== link)) return;
+    if (link.refusal === 'removed_from_cluster') {
       // It removed us while we were away: we are not part of its cluster any more.
       this.dropMember(m.name, why);
       this.persist();
@@ -823,8 +948,17 @@ export class Cluster implements ClusterBridge, LinkHandler {
       for (const [node, groups] of this.targets) {
         const link = this.members.get(node)?.link;
         if (link == null) continue;
-        if (message.qos === 0 && link.backlog > MAX_LINK_BACKLOG) {
-          this.forwardsDropped++;
+        const backlog = link.backlog;
+        const bound = this.config.cluster.max_link_backlog;
+        if (message.qos === 0 && backlog > bound / 2) {
+          this.stats.forwardsDropped++;
+          continue;
+        }
+        if (backlog > bound) {
+          // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
+          this.stats.backlogFailures++;
+          this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
+          link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
           continue;
         }
         link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);

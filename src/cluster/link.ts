@@ -1,7 +1,10 @@
-// One authenticated node-to-node link: length-prefixed msgpack frames over TCP, a handshake in
-// which both sides prove they know the cluster cookie (HMAC over fresh nonces; the cookie never
-// crosses the wire), then batches of messages coalesced per event-loop turn (DESIGN.md
-// principle 6) and heartbeats.
+// One authenticated node-to-node link: length-prefixed msgpack frames over TCP (or TLS), a
+// handshake in which both sides prove they know the cluster cookie (HMAC over fresh nonces; the
+// cookie never crosses the wire), then batches of messages coalesced per event-loop turn
+// (DESIGN.md principle 6) and heartbeats. The dialer proves first and the acceptor proves only
+// to a dialer that has proved (no HMAC of ours for a stranger to guess the cookie offline from);
+// until the peer has proved, frames are small, the handshake has a deadline, and what the peer
+// sends changes nothing but this link.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -10,13 +13,16 @@ import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 /** A message on an established link: its first element is the message type. */
 export type LinkMessage = unknown[];
 
-/** Largest frame accepted; a peer sending more is cut off (bounded buffers, principle 4). */
+/** Largest frame accepted from an authenticated peer (bounded buffers, principle 4). */
 export const MAX_FRAME = 256 * 1024 * 1024;
-/** Bytes queued to a peer after which QoS 0 forwards to it are dropped. */
-export const MAX_LINK_BACKLOG = 64 * 1024 * 1024;
-/** Time a handshake may take, from connect to welcome. */
-const HANDSHAKE_MS = 5000;
 const NONCE_BYTES = 16;
+/**
+ * Version of the handshake, in the hello and the challenge. Version 1 (no number) had the acceptor
+ * prove first; nodes that speak it are refused with a reason both sides log.
+ */
+const HANDSHAKE_VERSION = 2;
+/** Longest node name a handshake may carry (a name is `name@host[:port]`). */
+const MAX_NAME = 255;
 /** How long a closed link's socket may take to flush before it is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -39,29 +45,35 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  /** Appends bytes and returns the message arrays of every complete frame; throws on a bad one. */
-  push(chunk: Buffer): LinkMessage[][] {
+  /** @param limit largest frame body accepted; may change between frames (after a handshake). */
+  constructor(public limit = MAX_FRAME) {}
+
+  /** Appends bytes; frames are then taken one by one with next(). */
+  push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const out: LinkMessage[][] = [];
-    for (;;) {
-      if (this.buffered < 4) break;
-      let head = this.chunks[0] as Buffer;
-      if (head.length < 4) head = this.flatten();
-      const length = head.readUInt32BE(0);
-      if (length > MAX_FRAME) throw new Error(`cluster frame of ${length} bytes exceeds ${MAX_FRAME}`);
-      if (this.buffered < 4 + length) break;
-      if (head.length < 4 + length) head = this.flatten();
-      const body = head.subarray(4, 4 + length);
-      const rest = head.subarray(4 + length);
-      if (rest.length > 0) this.chunks[0] = rest;
-      else this.chunks.shift();
-      this.buffered -= 4 + length;
-      const decoded: unknown = packr.unpack(body);
-      if (!Array.isArray(decoded)) throw new Error('cluster frame is not a message array');
-      out.push(decoded as LinkMessage[]);
-    }
-    return out;
+  }
+
+  /**
+   * The message array of the next complete frame, undefined until one is complete; throws on a
+   * frame announced over the limit (before buffering it) or one that is not a message array.
+   */
+  next(): LinkMessage[] | undefined {
+    if (this.buffered < 4) return undefined;
+    let head = this.chunks[0] as Buffer;
+    if (head.length < 4) head = this.flatten();
+    const length = head.readUInt32BE(0);
+    if (length > this.limit) throw new FrameTooLarge(`cluster frame of ${length} bytes exceeds ${this.limit}`);
+    if (this.buffered < 4 + length) return undefined;
+    if (head.length < 4 + length) head = this.flatten();
+    const body = head.subarray(4, 4 + length);
+    const rest = head.subarray(4 + length);
+    if (rest.length > 0) this.chunks[0] = rest;
+    else this.chunks.shift();
+    this.buffered -= 4 + length;
+    const decoded: unknown = packr.unpack(body);
+    if (!Array.isArray(decoded)) throw new Error('cluster frame is not a message array');
+    return decoded as LinkMessage[];
   }
 
   private flatten(): Buffer {
@@ -70,6 +82,20 @@ export class FrameDecoder {
     return all;
   }
 }
+
+export class FrameTooLarge extends Error {
+  override name = 'FrameTooLarge';
+}
+
+/** Bounds on a link until its peer has proved the cookie. */
+export interface HandshakeLimits {
+  /** ms from connect to authenticated. */
+  readonly timeoutMs: number;
+  /** Largest frame body accepted before then. */
+  readonly maxFrame: number;
+}
+
+export const DEFAULT_HANDSHAKE: HandshakeLimits = { timeoutMs: 5000, maxFrame: 4096 };
 
 export interface LinkHandler {
   /**
@@ -80,14 +106,24 @@ export interface LinkHandler {
   /** Both sides authenticated: the link carries messages from now on. */
   linkUp(link: Link): void;
   linkMessage(link: Link, message: LinkMessage): void;
+  /**
+   * The handshake failed on this side's check (`reason` a short label for metrics); called before
+   * linkDown. What an unauthenticated peer sent is not logged by the link: the handler rate-limits.
+   */
+  refused(link: Link, reason: string): void;
   /** The link is gone (also after a failed handshake, with up never called). */
   linkDown(link: Link, why: string): void;
 }
 
 const enum Phase {
+  /** Acceptor: waits for the dialer's hello. */
   Hello,
+  /** Dialer: waits for the acceptor's challenge (its nonce). */
   Challenge,
+  /** Acceptor: waits for the dialer's proof. */
   Proof,
+  /** Dialer: waits for the acceptor's proof (welcome) or an authenticated reject. */
+  Welcome,
   Up,
   Closed,
 }
@@ -100,9 +136,19 @@ function sameBytes(a: unknown, b: Buffer): boolean {
   return Buffer.isBuffer(a) && a.length === b.length && timingSafeEqual(a, b);
 }
 
+function isNonce(v: unknown): v is Buffer {
+  return Buffer.isBuffer(v) && v.length === NONCE_BYTES;
+}
+
+function isName(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_NAME;
+}
+
 export class Link {
-  /** The peer's node name, known once it introduced itself. */
+  /** The peer's node name, set once the peer has proved the cookie ('' until then). */
   peer = '';
+  /** Why an authenticated peer refused this link (e.g. 'removed_from_cluster'); unset otherwise. */
+  refusal: string | undefined;
   /** Whether this side dialed (the dialer of a pair's kept link is the smaller name). */
   readonly dialed: boolean;
   /** The peer process's random id: a second process claiming a name in use has another one. */
@@ -110,9 +156,11 @@ export class Link {
   /** Why the dialer connects ('join' after `cluster join`, else 'member'); set on both sides. */
   intent: string;
   private phase: Phase;
-  private readonly decoder = new FrameDecoder();
+  private readonly decoder: FrameDecoder;
   private readonly nonce = randomBytes(NONCE_BYTES);
   private peerNonce: Buffer = Buffer.alloc(0);
+  /** The name the peer gave in the handshake, its `peer` once it has proved the cookie. */
+  private claimed = '';
   private out: LinkMessage[] = [];
   private scheduled = false;
   private handshakeTimer: NodeJS.Timeout | null;
@@ -127,23 +175,29 @@ export class Link {
     private readonly handler: LinkHandler,
     private readonly log: Logger,
     /** The name this side dialed; undefined when accepting or joining by address only. */
-    private readonly expected: string | undefined,
+    readonly expected: string | undefined,
     dialed: boolean,
     intent = 'member',
+    limits: HandshakeLimits = DEFAULT_HANDSHAKE,
   ) {
     this.dialed = dialed;
     this.intent = intent;
     this.phase = dialed ? Phase.Challenge : Phase.Hello;
+    this.decoder = new FrameDecoder(limits.maxFrame);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.close(err.message));
     socket.on('close', () => this.close('connection closed'));
-    this.handshakeTimer = setTimeout(() => this.close('handshake timed out'), HANDSHAKE_MS);
-    if (dialed) this.write([['hello', self, this.nonce, incarnation, intent]]);
+    this.handshakeTimer = setTimeout(() => this.refuse('timeout', 'handshake timed out'), limits.timeoutMs);
+    if (dialed) this.write([['hello', self, this.nonce, incarnation, intent, HANDSHAKE_VERSION]]);
   }
 
   get up(): boolean {
     return this.phase === Phase.Up;
+  }
+
+  private get closed(): boolean {
+    return this.phase === Phase.Closed;
   }
 
   get remote(): string {
@@ -187,34 +241,46 @@ export class Link {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     if (wasUp && this.out.length > 0 && this.socket.writable) this.write(this.out);
     this.out = [];
+    // Nothing more is read from a peer that never authenticated (it may be streaming garbage).
+    if (!wasUp) this.socket.pause();
     this.socket.end();
     // A peer that does not close its side is cut off.
     setTimeout(destroySocket, CLOSE_GRACE_MS, this.socket).unref();
     this.handler.linkDown(this, why);
   }
 
-  /** Rejects the peer with a reason it will log, then closes. */
-  private reject(reason: string): void {
-    this.socket.end(encodeFrame([['reject', reason]]));
+  /** A failed handshake check on this side: counted by the handler, then the link ends. */
+  private refuse(reason: string, why: string = reason): void {
+    if (this.phase === Phase.Closed || this.phase === Phase.Up) return;
+    this.handler.refused(this, reason);
+    this.close(why);
+  }
+
+  /** Acceptor: tells the dialer why, then closes; `signed` proves the refusal to a dialer that proved. */
+  private reject(reason: string, signed: Buffer | null): void {
+    this.socket.end(encodeFrame([signed === null ? ['reject', reason] : ['reject', reason, signed]]));
     this.close(reason);
   }
 
   private onData(chunk: Buffer): void {
+    if (this.phase === Phase.Closed) return;
     this.lastReceived = Date.now();
-    let frames: LinkMessage[][];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      this.log.warn({ peer: this.peer, remote: this.remote, err: (err as Error).message }, 'cluster link: bad frame');
-      this.close('bad frame');
-      return;
-    }
-    for (const frame of frames) {
+    this.decoder.push(chunk);
+    while (!this.closed) {
+      let frame: LinkMessage[] | undefined;
+      try {
+        frame = this.decoder.next();
+      } catch (err) {
+        if (this.phase !== Phase.Up) return this.refuse(err instanceof FrameTooLarge ? 'frame_too_large' : 'bad_frame', 'bad frame');
+        this.log.warn({ peer: this.peer, remote: this.remote, err: (err as Error).message }, 'cluster link: bad frame');
+        return this.close('bad frame');
+      }
+      if (frame === undefined) return;
       for (const message of frame) {
-        if (this.phase === Phase.Closed) return;
+        if (this.closed) return;
         if (!Array.isArray(message)) {
-          this.close('bad message');
-          return;
+          if (this.phase !== Phase.Up) return this.refuse('bad_message');
+          return this.close('bad message');
         }
         if (this.phase === Phase.Up) this.handler.linkMessage(this, message);
         else this.handshake(message);
@@ -222,66 +288,102 @@ export class Link {
     }
   }
 
+  /** Both sides have proved the cookie: the peer's name stands, frames may be large. */
+  private authenticated(): void {
+    this.peer = this.claimed;
+    this.decoder.limit = MAX_FRAME;
+    this.phase = Phase.Up;
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.handler.linkUp(this);
+  }
+
   private handshake(m: LinkMessage): void {
-    const [kind, a, b, c, d] = m;
-    if (kind === 'reject') {
-      if (a === 'bad_cookie') this.log.error({ peer: this.peer || this.expected, remote: this.remote }, 'cluster link refused: wrong cluster cookie');
-      else this.log.warn({ peer: this.peer || this.expected, remote: this.remote, reason: a }, 'cluster link refused by the peer');
-      this.close(`refused: ${String(a)}`);
-      return;
-    }
+    const [kind, a, b, c, d, version] = m;
     switch (this.phase) {
       case Phase.Hello: {
-        // Accepting side: the dialer introduces itself; we prove the cookie first.
-        if (kind !== 'hello' || typeof a !== 'string' || !Buffer.isBuffer(b) || b.length !== NONCE_BYTES) return this.close('bad hello');
-        this.peer = a;
+        // Acceptor: the dialer introduces itself; we answer with our nonce and no proof yet.
+        if (kind !== 'hello' || !isName(a) || !isNonce(b)) return this.refuse('bad_hello');
+        if (version !== HANDSHAKE_VERSION) {
+          // An older node: told plainly (it logs the reason), nothing of the cookie involved.
+          this.handler.refused(this, 'handshake_version');
+          return this.reject('unsupported_handshake_version', null);
+        }
+        this.claimed = a;
         this.peerNonce = Buffer.from(b);
         this.peerIncarnation = String(c);
         this.intent = String(d);
-        this.write([['challenge', this.self, this.nonce, proof(this.cookie, 'accept', this.peerNonce, this.nonce, this.self, a), this.incarnation]]);
+        this.write([['challenge', this.self, this.nonce, this.incarnation, HANDSHAKE_VERSION]]);
         this.phase = Phase.Proof;
         return;
       }
       case Phase.Challenge: {
-        // Dialing side: check the acceptor's proof, then give ours.
-        if (kind !== 'challenge' || typeof a !== 'string' || !Buffer.isBuffer(b) || b.length !== NONCE_BYTES) return this.close('bad challenge');
-        this.peer = a;
-        this.peerNonce = Buffer.from(b);
-        this.peerIncarnation = String(d);
-        if (!sameBytes(c, proof(this.cookie, 'accept', this.nonce, this.peerNonce, a, this.self))) {
-          this.log.error({ peer: a, remote: this.remote }, 'cluster link refused: the peer does not know the cluster cookie');
-          return this.reject('bad_cookie');
+        // Dialer: we prove first, over both nonces and both names.
+        if (kind === 'reject') return this.refusedUnproved(a);
+        if (kind !== 'challenge' || !isName(a) || !isNonce(b)) return this.refuse('bad_challenge');
+        if (d !== HANDSHAKE_VERSION) {
+          this.log.error({ peer: a, remote: this.remote }, 'cluster link refused: the peer speaks an older handshake (upgrade it to link with this node)');
+          return this.refuse('handshake_version', 'unsupported handshake version');
         }
         if (this.expected !== undefined && a !== this.expected) {
           this.log.warn({ expected: this.expected, peer: a, remote: this.remote }, 'cluster link: unexpected node at this address');
-          return this.close('unexpected node');
+          return this.refuse('unexpected_node', 'unexpected node');
         }
+        this.claimed = a;
+        this.peerNonce = Buffer.from(b);
+        this.peerIncarnation = String(c);
         this.write([['proof', proof(this.cookie, 'dial', this.peerNonce, this.nonce, this.self, a)]]);
-        this.phase = Phase.Proof;
+        this.phase = Phase.Welcome;
         return;
       }
       case Phase.Proof: {
-        if (!this.dialed) {
-          if (kind !== 'proof' || !sameBytes(a, proof(this.cookie, 'dial', this.nonce, this.peerNonce, this.peer, this.self))) {
-            this.log.error({ peer: this.peer, remote: this.remote }, 'cluster link refused: wrong cluster cookie');
-            return this.reject('bad_cookie');
-          }
-          const refusal = this.handler.admit(this);
-          if (refusal !== undefined) {
-            this.log.warn({ peer: this.peer, remote: this.remote, reason: refusal }, 'cluster link refused');
-            return this.reject(refusal);
-          }
-          this.write([['welcome']]);
-        } else if (kind !== 'welcome') return this.close('bad welcome');
-        this.phase = Phase.Up;
-        if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
-        this.handshakeTimer = null;
-        this.handler.linkUp(this);
+        // Acceptor: only a dialer that proved the cookie gets our proof, in the welcome or a reject.
+        if (kind !== 'proof' || !sameBytes(a, proof(this.cookie, 'dial', this.nonce, this.peerNonce, this.claimed, this.self))) {
+          this.handler.refused(this, 'bad_cookie');
+          return this.reject('bad_cookie', null);
+        }
+        const signed = proof(this.cookie, 'accept', this.peerNonce, this.nonce, this.self, this.claimed);
+        this.peer = this.claimed;
+        const refusal = this.handler.admit(this);
+        if (refusal !== undefined) {
+          this.log.warn({ peer: this.peer, remote: this.remote, reason: refusal }, 'cluster link refused');
+          return this.reject(refusal, signed);
+        }
+        this.write([['welcome', signed]]);
+        this.authenticated();
+        return;
+      }
+      case Phase.Welcome: {
+        // Dialer: the acceptor's proof, in a welcome or in a reject it stands behind.
+        const expected = proof(this.cookie, 'accept', this.nonce, this.peerNonce, this.claimed, this.self);
+        if (kind === 'reject' && sameBytes(b, expected)) {
+          this.refusal = String(a);
+          this.log.warn({ peer: this.claimed, remote: this.remote, reason: this.refusal }, 'cluster link refused by the peer');
+          return this.close(`refused: ${this.refusal}`);
+        }
+        if (kind === 'reject') return this.refusedUnproved(a);
+        if (kind !== 'welcome' || !sameBytes(a, expected)) {
+          this.log.error({ peer: this.claimed, remote: this.remote }, 'cluster link refused: the peer does not know the cluster cookie');
+          return this.refuse('bad_cookie', 'peer does not know the cookie');
+        }
+        this.authenticated();
         return;
       }
       default:
-        this.close('unexpected handshake message');
+        this.refuse('unexpected', 'unexpected handshake message');
     }
+  }
+
+  /**
+   * Dialer: a reject the peer did not prove. Only `bad_cookie` is expected unproved (the peer
+   * could not check ours); any other reason is only a failed dial, acted on by nobody.
+   */
+  private refusedUnproved(reason: unknown): void {
+    if (reason === 'bad_cookie') {
+      this.log.error({ peer: this.expected, remote: this.remote }, 'cluster link refused: wrong cluster cookie');
+      return this.refuse('refused_bad_cookie', 'bad_cookie');
+    }
+    this.refuse('unproved_reject', 'refused without proof');
   }
 }
 

@@ -3,7 +3,7 @@
 // value whatever its source and the error names the key and where the bad value came from.
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { ConfigError, SCHEMA, defaultConfig } from './schema.js';
+import { ConfigError, SCHEMA, defaultConfig, isLoopback } from './schema.js';
 import type { Config, Section, StartFlags } from './schema.js';
 import { parseToml } from './toml.js';
 import type { RawSections } from './toml.js';
@@ -34,7 +34,6 @@ const FLAG_KEYS: ReadonlyArray<readonly [keyof StartFlags, string, string]> = [
   ['join', 'cluster.seeds', '--join'],
 ];
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 function keySpec(section: string, key: string): ValueSpec<unknown> | undefined {
   if (!Object.hasOwn(SCHEMA, section)) return undefined;
@@ -164,7 +163,7 @@ export function loadConfig(flags: StartFlags, env: NodeJS.ProcessEnv): Config {
 function validate(config: Config): void {
   const { management, listeners, cluster } = config;
   // SPEC 13: the EMQX-compatible default password is only acceptable on loopback.
-  if (!LOOPBACK.has(management.bind) && management.password === 'public') {
+  if (!isLoopback(management.bind) && management.password === 'public') {
     throw new ConfigError(
       `management.bind is ${management.bind} but management.password is the default "public": set management.password or bind 127.0.0.1`,
     );
@@ -177,6 +176,13 @@ function validate(config: Config): void {
   }
   if (listeners.tls_cn_as_username && !listeners.tls_verify_peer) {
     throw new ConfigError('listeners.tls_cn_as_username: needs listeners.tls_verify_peer = true (an unverified CN is no identity)');
+  }
+  if (cluster.handshake_timeout <= 0) throw new ConfigError('cluster.handshake_timeout: expected a duration above 0 (no peer could finish its handshake)');
+  if ((cluster.tls_cert_file === '') !== (cluster.tls_key_file === '')) {
+    throw new ConfigError('cluster.tls_cert_file and cluster.tls_key_file: expected both set or both empty');
+  }
+  if (cluster.tls_verify_peer && (cluster.tls_ca_file === '' || cluster.tls_cert_file === '')) {
+    throw new ConfigError('cluster.tls_verify_peer: needs cluster.tls_cert_file, cluster.tls_key_file and cluster.tls_ca_file (the cluster CA)');
   }
   if (cluster.discovery === 'static' && cluster.seeds.length === 0) {
     throw new ConfigError('cluster.seeds: expected at least one node name when cluster.discovery is static');

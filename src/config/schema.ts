@@ -26,9 +26,31 @@ export interface Config {
     max_inflight_bytes: number; max_output_buffer: number; slow_consumer_timeout: number; /* seconds, 0 = never */
     max_pending_bytes: number; max_connecting_bytes: number; max_subscriptions: number; /* 0 = none */ max_topic_alias_bytes: number;
   };
-  auth: { allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny' };
-  management: { port: number; bind: string; username: string; password: string; metrics_auth: boolean };
-  cluster: { port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number };
+  auth: {
+    allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny';
+    /* Clients may publish (and set wills) on $SYS/...; off by default, as Mosquitto. */
+    allow_sys_publish: boolean;
+    /* Read-ACL verdicts remembered (client, topic), for subscriptions a deny rule overlaps. */
+    acl_cache_size: number;
+    /* Password checks queued or running; past it CONNECT gets Server busy. */
+    max_pending_checks: number;
+    /* Failed logins per source address per window (0 = no throttle); past it Server busy. */
+    max_failed_logins: number; failed_login_window: number; /* seconds */
+  };
+  management: {
+    port: number; bind: string; username: string; password: string; metrics_auth: boolean;
+    /* Failed API logins per source address per window (0 = no throttle); past it 429. */
+    max_failed_logins: number; failed_login_window: number; /* seconds */
+  };
+  cluster: {
+    port: number; discovery: 'manual' | 'static' | 'dns'; seeds: string[]; dns_name: string; autoclean: number; autoheal: boolean; rpc_timeout: number;
+    /* Until a peer has proved the cookie: deadline (s), largest frame, concurrent handshakes accepted. */
+    handshake_timeout: number; max_handshake_frame: number; max_pending_handshakes: number;
+    /* Bytes queued to a peer: QoS 0 forwards are dropped past half, a QoS 1/2 forward past it fails the link. */
+    max_link_backlog: number;
+    /* TLS for node-to-node links when cert and key are set; verify_peer: both sides need a certificate signed by tls_ca_file. */
+    tls_cert_file: string; tls_key_file: string; tls_ca_file: string; tls_verify_peer: boolean;
+  };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }
 
@@ -71,22 +93,38 @@ export const SCHEMA: Schema = {
     max_pending_bytes: size(0, Number.MAX_SAFE_INTEGER), max_connecting_bytes: size(1, Number.MAX_SAFE_INTEGER), max_subscriptions: int(0, U32),
     max_topic_alias_bytes: size(0, Number.MAX_SAFE_INTEGER),
   },
-  auth: { allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']) },
-  management: { port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr(), metrics_auth: bool() },
+  auth: {
+    allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']), allow_sys_publish: bool(),
+    acl_cache_size: int(0, U32), max_pending_checks: int(1, U32), max_failed_logins: int(0, U32), failed_login_window: duration(86400),
+  },
+  management: {
+    port: port(), bind: nonEmptyStr(), username: nonEmptyStr(), password: nonEmptyStr(), metrics_auth: bool(),
+    max_failed_logins: int(0, U32), failed_login_window: duration(86400),
+  },
   cluster: {
     port: port(), discovery: oneOf(['manual', 'static', 'dns']), seeds: nodeList(), dns_name: str(),
     autoclean: duration(U32), autoheal: bool(), rpc_timeout: duration(86400),
+    handshake_timeout: duration(3600), max_handshake_frame: size(256, 1024 * 1024), max_pending_handshakes: int(1, 65535),
+    max_link_backlog: size(64 * 1024, Number.MAX_SAFE_INTEGER),
+    tls_cert_file: str(), tls_key_file: str(), tls_ca_file: str(), tls_verify_peer: bool(),
   },
   log: { level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) },
 };
 
 const DEFAULT_NODE_NAME = 'tidemq@127.0.0.1';
+/** The built-in cluster cookie: public (it is in the README), so accepted only on loopback. */
+export const DEFAULT_COOKIE = 'tidemqsecretcookie';
 const CLUSTER_BASE_PORT = 4370;
 
 /** `4370 + N`, N the numeric suffix of the name before '@' (`tidemq2@h` and `tidemq-2@h` -> 4372). */
 export function defaultClusterPort(name: string): number {
   const m = /(\d+)$/.exec(name.slice(0, name.indexOf('@')));
   return CLUSTER_BASE_PORT + (m ? Number(m[1]) : 0);
+}
+
+/** Whether a bind address or host name reaches only this machine (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function defaultDataDir(name: string): string {
@@ -96,7 +134,7 @@ function defaultDataDir(name: string): string {
 /** The embedded defaults: one node on localhost, anonymous access, management on loopback. */
 export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
   return {
-    node: { name, data_dir: defaultDataDir(name), cookie: 'tidemqsecretcookie' },
+    node: { name, data_dir: defaultDataDir(name), cookie: DEFAULT_COOKIE },
     listeners: {
       bind: '127.0.0.1', tcp_port: 1883, tls_port: 8883, ws_port: 8083, wss_port: 8084, proxy_protocol: false,
       tls_cert_file: '', tls_key_file: '', tls_ca_file: '',
@@ -113,9 +151,19 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       max_inflight_bytes: 16 * 1024 * 1024, max_output_buffer: 4 * 1024 * 1024, slow_consumer_timeout: 30,
       max_pending_bytes: 1024 * 1024, max_connecting_bytes: 32 * 1024 * 1024, max_subscriptions: 10_000, max_topic_alias_bytes: 256 * 1024,
     },
-    auth: { allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow' },
-    management: { port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false },
-    cluster: { port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15 },
+    auth: {
+      allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow', allow_sys_publish: false,
+      acl_cache_size: 10_000, max_pending_checks: 128, max_failed_logins: 20, failed_login_window: 10,
+    },
+    management: {
+      port: 8081, bind: '127.0.0.1', username: 'admin', password: 'public', metrics_auth: false,
+      max_failed_logins: 10, failed_login_window: 60,
+    },
+    cluster: {
+      port: defaultClusterPort(name), discovery: 'manual', seeds: [], dns_name: '', autoclean: 300, autoheal: true, rpc_timeout: 15,
+      handshake_timeout: 5, max_handshake_frame: 4096, max_pending_handshakes: 128, max_link_backlog: 64 * 1024 * 1024,
+      tls_cert_file: '', tls_key_file: '', tls_ca_file: '', tls_verify_peer: false,
+    },
     log: { level: 'info' },
   };
 }

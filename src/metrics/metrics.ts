@@ -5,6 +5,7 @@
 // clients or topics.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
+import type { LoginThrottle } from '../broker/login-throttle.js';
 import { DROP_REASONS, LIMITS } from '../broker/stats.js';
 import type { ListenerStats } from '../broker/tcp-listener.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -30,6 +31,8 @@ export interface MetricsSources {
   readonly rebalance?: NodeRebalance;
   /** Membership, forwarding, migration and RPCs, when the node has a cluster. */
   readonly cluster?: Cluster;
+  /** The management API's failed-login throttle, when the node serves the API. */
+  readonly managementLogins?: LoginThrottle;
 }
 
 /** Lower-case packet type names by type number, for the `type` label. */
@@ -117,8 +120,26 @@ export class Metrics {
     this.counter('tidemq_sessions_taken_over_total', 'Sessions taken over from another connection', () => stats.sessionsTakenOver);
     this.counter('tidemq_sessions_expired_total', 'Disconnected sessions that expired', () => stats.sessionsExpired);
     this.counter('tidemq_wills_published_total', 'Will messages published', () => stats.willsPublished);
+    this.securityMetrics();
     if (src.rebalance !== undefined) this.rebalanceMetrics(src.rebalance);
     if (src.cluster !== undefined) this.clusterMetrics(src.cluster);
+  }
+
+  /** ACL read checks, password checks and login throttles (SPEC 14). */
+  private securityMetrics(): void {
+    const { broker, managementLogins } = this.src;
+    const auth = broker.authenticator;
+    this.counter('tidemq_deliveries_denied_total', 'Deliveries withheld because the subscriber may not read the topic (ACL), whatever its filter matched', () => broker.stats.deliveriesDenied);
+    this.gauge('tidemq_acl_cache_entries', 'Read-ACL verdicts cached (auth.acl_cache_size bounds it)', () => broker.acl.cacheSize);
+    this.gauge('tidemq_auth_pending_checks', 'Password checks queued or running (auth.max_pending_checks bounds it)', () => auth.pendingChecks);
+    this.counter('tidemq_auth_refused_total', 'CONNECTs refused with Server busy before a password check: busy (over auth.max_pending_checks) or throttled (the address failed too often)', ['reason'], (emit) => {
+      emit({ reason: 'busy' }, auth.refusedBusy);
+      emit({ reason: 'throttled' }, auth.refusedThrottled);
+    });
+    this.counter('tidemq_auth_checks_cancelled_total', 'Queued password checks dropped because their connection closed first', () => auth.cancelledChecks);
+    if (managementLogins !== undefined) {
+      this.counter('tidemq_management_logins_throttled_total', 'Management API requests refused with 429 (too many failed logins from the address)', () => managementLogins.throttled);
+    }
   }
 
   /** Members, forwarding, session migration and inter-node RPCs (SPEC 10). */
@@ -132,7 +153,11 @@ export class Metrics {
       emit({ direction: 'out' }, cluster.forwardsSent);
       emit({ direction: 'in' }, cluster.forwardsReceived);
     });
-    this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over its backlog bound', () => cluster.forwardsDropped);
+    this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over half cluster.max_link_backlog', () => cluster.stats.forwardsDropped);
+    this.counter('tidemq_cluster_link_backlog_failures_total', 'Cluster links closed as failed because a QoS 1/2 forward found them over cluster.max_link_backlog', () => cluster.stats.backlogFailures);
+    this.counter('tidemq_cluster_handshake_refusals_total', 'Cluster link handshakes failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...)', ['reason'], (emit) => {
+      for (const [reason, n] of cluster.stats.refusals) emit({ reason }, n);
+    });
     this.counter('tidemq_sessions_migrated_total', 'Sessions moved between nodes by takeover (client reconnects, evictions): in to this node or out of it', ['direction'], (emit) => {
       emit({ direction: 'in' }, cluster.takeover.migratedIn);
       emit({ direction: 'out' }, cluster.takeover.migratedOut);

@@ -10,6 +10,8 @@ export function topicNameError(topic: string, maxLevels: number): string | undef
     if (c === 0x2b || c === 0x23) return 'wildcard in topic name'; // [MQTT-3.3.2-2]
     if (c === 0x2f && ++levels > maxLevels) return `more than ${maxLevels} topic levels`;
   }
+  // A topic name cannot address a shared subscription (MQTT 5.0 4.8.2; Mosquitto refuses it too).
+  if (topic.startsWith('$share/')) return "topic name starts with '$share/'";
   return undefined;
 }
 
@@ -93,4 +95,26 @@ export function filterCovers(outer: string, inner: string): boolean {
     if (ol !== nl) return false;
   }
   return o.length === n.length;
+}
+
+/**
+ * Whether some topic name matches both filters (valid, non-shared). The ACL uses it to find the
+ * subscriptions a deny rule can reach, whichever of the two is wider.
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const x = a.split('/');
+  const y = b.split('/');
+  // [MQTT-4.7.2-1] a leading wildcard matches no '$' topic.
+  const wild0 = (l: string | undefined): boolean => l === '#' || l === '+';
+  if ((wild0(x[0]) && y[0]?.startsWith('$') === true) || (wild0(y[0]) && x[0]?.startsWith('$') === true)) return false;
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) {
+    const xl = x[i] as string;
+    const yl = y[i] as string;
+    if (xl === '#' || yl === '#') return true;
+    if (xl !== '+' && yl !== '+' && xl !== yl) return false;
+  }
+  // One is longer: the other's topics end here, matched by the longer one only through 'a/#' -> 'a'.
+  const rest = x.length > n ? x : y;
+  return rest.length === n || (rest.length === n + 1 && rest[n] === '#');
 }

@@ -65,6 +65,7 @@ export function sessionRecord(session: Session, epoch: number): SessionRecord {
     epoch,
     expiryInterval: session.expiryInterval,
     will: session.will,
+    username: session.username,
     createdAt: session.createdAt,
     disconnectedAt: session.disconnectedAt,
     nextPacketId: session.nextPacketId,
@@ -87,6 +88,7 @@ export function restoreSession(stored: StoredSession, store: SessionStore, now: 
   const r = stored.record;
   const session = new Session(r.clientId, r.expiryInterval, r.createdAt);
   session.will = r.will;
+  session.username = r.username;
   session.disconnectedAt = r.disconnectedAt === 0 ? now : r.disconnectedAt;
   let seq = 0;
   let lastPacketId = 0;

@@ -25,6 +25,8 @@ export interface SessionRecord {
   epoch: number;
   expiryInterval: number;
   will: WillState | undefined;
+  /** The ACL identity with the client id (absent in records written before it was kept). */
+  username?: string | undefined;
   createdAt: number;
   /** ms of the last disconnect; 0 while connected (a crash then counts from the restart). */
   disconnectedAt: number;

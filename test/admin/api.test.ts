@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { AdminApi, ok, page, type Route } from '../../src/admin/api.js';
+import { LoginThrottle } from '../../src/broker/login-throttle.js';
 import type { AdminContext } from '../../src/admin/context.js';
 import { ApiError, errorForms, fromV5, type ApiErrorKind } from '../../src/admin/errors.js';
 import { startAdminServer, type AdminServerOptions } from '../../src/admin/server.js';
@@ -21,7 +22,7 @@ async function server(t: Test, opts: Partial<AdminServerOptions> = {}): Promise<
   const availability = { serving: true };
   const ctx: AdminContext = { broker, nodeName: config.node.name, version: '0.0.0-test', startedAt: Date.now(), availability };
   const metrics = new Metrics({ nodeName: config.node.name, version: '0.0.0-test', broker, listeners: [] });
-  const s = await startAdminServer(ctx, metrics, { bind: '127.0.0.1', port: 0, username: 'admin', password: 'public', metricsAuth: false, ...opts }, log);
+  const s = await startAdminServer(ctx, metrics, { bind: '127.0.0.1', port: 0, username: 'admin', password: 'public', metricsAuth: false, loginThrottle: new LoginThrottle(0, 0), ...opts }, log);
   t.teardown(() => s.close());
   return { url: `http://127.0.0.1:${s.port}`, availability };
 }
@@ -173,17 +174,17 @@ t.test('a handler error that is no ApiError: logged, 500 in both views', async (
       throw new Error('boom');
     },
   };
-  const api = new AdminApi([boom], { username: 'a', password: 'b', metricsAuth: false, metrics: async () => ({ contentType: 'text/plain', text: '' }), onError: (err) => errors.push(err) });
+  const api = new AdminApi([boom], { username: 'a', password: 'b', metricsAuth: false, loginThrottle: new LoginThrottle(0, 0), onThrottled: () => undefined, metrics: async () => ({ contentType: 'text/plain', text: '' }), onError: (err) => errors.push(err) });
   const auth = `Basic ${Buffer.from('a:b').toString('base64')}`;
-  const v4 = await api.handle({ method: 'GET', path: '/api/v4/boom', query: '', authorization: auth, body: Buffer.alloc(0) });
+  const v4 = await api.handle({ method: 'GET', path: '/api/v4/boom', query: '', authorization: auth, origin: '', fetchSite: '', host: '', remoteAddress: '127.0.0.1', body: Buffer.alloc(0) });
   t.equal(v4.status, 500);
   t.same(JSON.parse(v4.body), { code: 102, message: 'internal error' });
-  const v5 = await api.handle({ method: 'GET', path: '/api/v5/boom', query: '', authorization: auth, body: Buffer.alloc(0) });
+  const v5 = await api.handle({ method: 'GET', path: '/api/v5/boom', query: '', authorization: auth, origin: '', fetchSite: '', host: '', remoteAddress: '127.0.0.1', body: Buffer.alloc(0) });
   t.equal(v5.status, 500);
   t.same(JSON.parse(v5.body), { code: 'INTERNAL_ERROR', message: 'internal error' });
   t.equal(errors.length, 2);
   // The adapter passes a null body when it was over the size limit.
-  const big = await api.handle({ method: 'GET', path: '/api/v5/boom', query: '', authorization: auth, body: null });
+  const big = await api.handle({ method: 'GET', path: '/api/v5/boom', query: '', authorization: auth, origin: '', fetchSite: '', host: '', remoteAddress: '127.0.0.1', body: null });
   t.equal(big.status, 413);
   t.same(JSON.parse(big.body), { code: 'PAYLOAD_TOO_LARGE', message: 'request body too large' });
 });

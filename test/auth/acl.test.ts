@@ -3,15 +3,19 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAcl } from '../../src/broker/acl.js';
 import type { Acl } from '../../src/broker/acl.js';
-import { ConfigError } from '../../src/config/schema.js';
+import { ConfigError, defaultConfig, type Config } from '../../src/config/schema.js';
 
 const dir = t.testdir();
 let n = 0;
 
+function auth(over: Partial<Config['auth']>): Config['auth'] {
+  return { ...defaultConfig().auth, ...over };
+}
+
 function acl(text: string, aclDefault: 'allow' | 'deny' = 'allow'): Acl {
   const file = join(dir, `acl${n++}`);
   writeFileSync(file, text);
-  return loadAcl({ allow_anonymous: true, password_file: '', acl_file: file, acl_default: aclDefault });
+  return loadAcl(auth({ acl_file: file, acl_default: aclDefault }));
 }
 
 function errorOf(text: string): string {
@@ -30,7 +34,7 @@ allow     client:dev-1   all        devices/%c/#
 `;
 
 t.test('no acl_file: everything allowed', async (t) => {
-  const a = loadAcl({ allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'deny' });
+  const a = loadAcl(auth({ acl_default: 'deny' }));
   t.equal(a.check('publish', 'c', undefined, 'x'), true);
   t.equal(a.check('subscribe', 'c', 'u', '#'), true);
 });
@@ -105,9 +109,51 @@ t.test('bad lines name the file and line', async (t) => {
   t.match(errorOf('allow all publish a b\n'), /expected: allow\|deny all\|user:NAME\|client:ID publish\|subscribe\|all FILTER/, 'shows the format');
   let missing = 'nothing thrown';
   try {
-    loadAcl({ allow_anonymous: true, password_file: '', acl_file: join(dir, 'nope'), acl_default: 'allow' });
+    loadAcl(auth({ acl_file: join(dir, 'nope') }));
   } catch (err) {
     missing = String(err);
   }
   t.match(missing, /ConfigError: cannot read auth\.acl_file .*nope: ENOENT/);
+});
+
+t.test('read access: which subscriptions are checked per topic, and the verdicts', async (t) => {
+  const a = acl('deny all all secret/#\ndeny user:eve subscribe shared/eve-no/#\nallow all all #\n');
+  for (const f of ['#', '+/+', '+/x', 'secret', 'secret/#']) t.equal(a.readLimited('c', undefined, f), true, `${f} overlaps secret/#`);
+  for (const f of ['public/#', 'x/secret', 'a/+']) t.equal(a.readLimited('c', undefined, f), false, `${f} does not`);
+  t.equal(a.readLimited('c', undefined, 'shared/#'), false, "eve's rule is not for others");
+  t.equal(a.readLimited('c', 'eve', 'shared/#'), true, "eve's rule overlaps for eve");
+  t.equal(a.mayRead('c', undefined, 'secret/door'), false);
+  t.equal(a.mayRead('c', undefined, 'secret'), false, 'secret/# matches its parent level');
+  t.equal(a.mayRead('c', undefined, 'public/door'), true);
+  t.equal(a.mayRead('c', 'eve', 'shared/eve-no/x'), false);
+  t.equal(a.mayRead('c', 'bob', 'shared/eve-no/x'), true, 'the cache keys the identity');
+  t.equal(a.mayRead('c', '', 'shared/eve-no/x'), true, 'an empty user name is not an absent one');
+  const d = acl('allow user:alice subscribe a/#\n', 'deny');
+  t.equal(d.readLimited('c', 'alice', 'a/+'), false, 'granted as a whole, no deny rule: no per-topic check');
+  t.equal(d.readLimited('c', 'bob', 'a/+'), true, 'not granted to this identity (a resumed session under another user): checked');
+  t.equal(d.mayRead('c', 'bob', 'a/x'), false);
+});
+
+t.test('the read cache is bounded by auth.acl_cache_size', async (t) => {
+  const file = join(dir, `acl${n++}`);
+  writeFileSync(file, 'deny all all secret/#\n');
+  const a = loadAcl(auth({ acl_file: file, acl_cache_size: 3 }));
+  for (let i = 0; i < 10; i++) t.equal(a.mayRead('c', undefined, `secret/${i}`), false);
+  t.equal(a.cacheSize, 3, 'never more entries than the bound');
+  t.equal(a.mayRead('c', undefined, 'open/1'), true, 'verdicts stay right past the bound');
+  const off = loadAcl(auth({ acl_file: file, acl_cache_size: 0 }));
+  t.equal(off.mayRead('c', undefined, 'secret/1'), false);
+  t.equal(off.cacheSize, 0, '0 turns the cache off');
+});
+
+t.test('$SYS: no client publishes there unless auth.allow_sys_publish', async (t) => {
+  const none = loadAcl(auth({}));
+  t.equal(none.check('publish', 'c', undefined, '$SYS/broker/uptime'), false, 'refused without an ACL file');
+  t.equal(none.check('publish', 'c', undefined, '$SYS'), false);
+  t.equal(none.check('publish', 'c', undefined, '$SYSTEM/x'), true, 'only $SYS itself');
+  t.equal(none.check('subscribe', 'c', undefined, '$SYS/#'), true, 'reading $SYS is not refused');
+  t.equal(loadAcl(auth({ allow_sys_publish: true })).check('publish', 'c', undefined, '$SYS/x'), true, 'allowed when switched on');
+  const file = join(dir, `acl${n++}`);
+  writeFileSync(file, 'allow all publish $SYS/#\n');
+  t.equal(loadAcl(auth({ acl_file: file })).check('publish', 'c', undefined, '$SYS/x'), false, 'an ACL rule does not open $SYS');
 });

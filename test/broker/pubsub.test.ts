@@ -6,7 +6,8 @@ import { connectClient, messageCollector, rawConnect } from '../helpers/clients.
 import { rawHandshake, readPacket, sleep } from './support.js';
 import { startNode } from '../helpers/node-process.js';
 
-const node = await startNode(t);
+// Clients publish to $SYS only when allowed (off by default); the $-topic matching test needs it.
+const node = await startNode(t, { env: { TIDEMQ_AUTH__ALLOW_SYS_PUBLISH: 'true' } });
 const port = node.mqttPort;
 
 t.test('MQTT 3.1, 3.1.1 and 5.0 clients talk to each other', async (t) => {

@@ -1,7 +1,8 @@
 // Cluster links in-process over loopback sockets: framing, the cookie handshake (both sides
 // prove it; a wrong one, or a name in use, is refused), and one frame per event-loop turn.
 
-import { createServer, connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { parseNodeAddress } from '../../src/cluster/address.js';
@@ -11,26 +12,43 @@ import { Rpc, RpcError } from '../../src/cluster/rpc.js';
 
 const log = pino({ level: 'silent' });
 
+/** Every complete frame of the bytes pushed so far. */
+function frames(d: FrameDecoder, chunk: Buffer): LinkMessage[][] {
+  d.push(chunk);
+  const out: LinkMessage[][] = [];
+  for (let f = d.next(); f !== undefined; f = d.next()) out.push(f);
+  return out;
+}
+
 t.test('frames decode the same however the stream is cut; binaries are views of the frame', async (t) => {
   const payload = Buffer.from('payload bytes');
-  const frames = Buffer.concat([encodeFrame([[4, 't/1', payload, 1]]), encodeFrame([[0], [1, 'a/#', '']])]);
-  for (let cut = 1; cut < frames.length; cut++) {
+  const both = Buffer.concat([encodeFrame([[4, 't/1', payload, 1]]), encodeFrame([[0], [1, 'a/#', '']])]);
+  for (let cut = 1; cut < both.length; cut++) {
     const d = new FrameDecoder();
-    const out = [...d.push(frames.subarray(0, cut)), ...d.push(frames.subarray(cut))];
+    const out = [...frames(d, both.subarray(0, cut)), ...frames(d, both.subarray(cut))];
     t.same(out, [[[4, 't/1', payload, 1]], [[0], [1, 'a/#', '']]], `cut at ${cut}`);
   }
   const whole = encodeFrame([[4, 't', payload]]);
-  const [[msg]] = new FrameDecoder().push(whole) as [[LinkMessage]];
+  const [[msg]] = frames(new FrameDecoder(), whole) as [[LinkMessage]];
   const bin = msg[2] as Buffer;
   t.equal(bin.buffer, whole.buffer, 'the payload is not copied out of the frame');
   const huge = Buffer.alloc(4);
   huge.writeUInt32BE(MAX_FRAME + 1, 0);
-  t.throws(() => new FrameDecoder().push(huge), /exceeds/, 'an oversized frame is refused before buffering it');
+  t.throws(() => frames(new FrameDecoder(), huge), /exceeds/, 'an oversized frame is refused before buffering it');
+  const small = new FrameDecoder(4096);
+  const big = encodeFrame([[0, Buffer.alloc(5000)]]);
+  t.throws(() => frames(small, big.subarray(0, 4)), /exceeds 4096/, 'the handshake limit is checked on the length prefix alone');
+  const raised = new FrameDecoder(4096);
+  raised.push(Buffer.concat([encodeFrame([['welcome']]), big]));
+  t.same(raised.next(), [['welcome']]);
+  raised.limit = MAX_FRAME;
+  t.equal((raised.next()?.[0]?.[1] as Buffer).length, 5000, 'a limit raised after a frame applies to the frames behind it');
 });
 
 interface Side {
   up: Link[];
   down: string[];
+  refused: string[];
   messages: LinkMessage[];
   handler: LinkHandler;
 }
@@ -39,9 +57,11 @@ function side(refuse?: string): Side {
   const s: Side = {
     up: [],
     down: [],
+    refused: [],
     messages: [],
     handler: {
       admit: () => refuse,
+      refused: (_l, reason) => s.refused.push(reason),
       linkUp: (l) => s.up.push(l),
       linkMessage: (_l, m) => s.messages.push(m),
       linkDown: (_l, why) => s.down.push(why),
@@ -81,6 +101,8 @@ t.test('a wrong cookie: refused on both sides, nothing comes up', async (t) => {
   const { dialer, acceptor } = await pair(t, ['secret', 'other']);
   t.same([dialer.up.length, acceptor.up.length], [0, 0]);
   t.ok(dialer.down.length > 0 && acceptor.down.length > 0);
+  t.same(acceptor.refused, ['bad_cookie'], 'the acceptor found the proof wrong');
+  t.same(dialer.refused, ['refused_bad_cookie']);
 });
 
 t.test('a refusal by the acceptor (name in use) reaches the dialer', async (t) => {
@@ -88,6 +110,42 @@ t.test('a refusal by the acceptor (name in use) reaches the dialer', async (t) =
   t.same([dialer.up.length, acceptor.up.length], [0, 0]);
   t.same(dialer.down, ['refused: name_in_use']);
 });
+
+t.test('a refusal counts for the dialer only when the acceptor proves it', async (t) => {
+  const proved = await pair(t, ['secret', 'secret'], 'removed_from_cluster');
+  t.equal(proved.link.refusal, 'removed_from_cluster', 'an acceptor that knows the cookie is believed');
+  // A stranger at the address: answers the hello with a challenge and a reject it cannot prove.
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), 'inc', 2], ['reject', 'removed_from_cluster', randomBytes(32)]])));
+  });
+  const { dialer, link } = await dialFake(t, server);
+  t.equal(link.refusal, undefined, 'an unproved refusal is not taken for one');
+  t.same(dialer.refused, ['unproved_reject']);
+  t.equal(link.peer, '', 'the stranger never became the peer');
+});
+
+t.test('a dialer refuses an acceptor of the first handshake version (it proves first, carries no version)', async (t) => {
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(encodeFrame([['challenge', 'b@127.0.0.1', randomBytes(16), randomBytes(32), 'inc']])));
+  });
+  const { dialer, link } = await dialFake(t, server);
+  t.same(dialer.refused, ['handshake_version']);
+  t.equal(link.up, false);
+});
+
+/** A dialer ('a', expecting 'b') linked to a test server that plays the acceptor; resolves once the link is down. */
+async function dialFake(t: Test, server: Server): Promise<{ dialer: Side; link: Link }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const dialer = side();
+  const link = new Link(connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port }), 'a@127.0.0.1', 'secret', 'inc-a', dialer.handler, log, 'b@127.0.0.1', true);
+  t.teardown(() => link.close('test over'));
+  const deadline = Date.now() + 3000;
+  while (dialer.down.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  return { dialer, link };
+}
 
 t.test('messages sent in one turn leave as one frame, in order', async (t) => {
   const { dialer, acceptor } = await pair(t, ['secret', 'secret']);

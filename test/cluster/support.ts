@@ -2,8 +2,10 @@
 // (`--join name@127.0.0.1:<cluster port>`), waited for by their log lines.
 
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { encodeFrame, FrameDecoder, type LinkMessage } from '../../src/cluster/link.js';
 import { v5 } from '../helpers/admin.js';
 import { repoRoot } from '../helpers/build.js';
 import { run, type RunResult } from '../helpers/clients.js';
@@ -94,4 +96,51 @@ export async function ctl(node: Pick<NodeProcess, 'mgmtPort'>, args: string[]): 
 export async function routeNodes(node: Pick<NodeProcess, 'mgmtPort'>): Promise<string[]> {
   const routes = (await v5(node, 'GET', '/routes')) as Array<{ node: string }>;
   return [...new Set(routes.map((r) => r.node))].sort();
+}
+
+/** A raw connection to a node's cluster port that speaks the link framing (the test is the peer). */
+export interface LinkProbe {
+  readonly socket: Socket;
+  /** Frames received so far. */
+  readonly frames: LinkMessage[][];
+  /** Resolves when the node has closed the connection (or it failed). */
+  readonly closed: Promise<void>;
+  send(messages: LinkMessage[]): void;
+  /** The next frame; throws after timeoutMs or if the connection closes first. */
+  next(timeoutMs?: number): Promise<LinkMessage[]>;
+}
+
+export async function probeLink(t: Test, port: number): Promise<LinkProbe> {
+  const socket = connect({ host: '127.0.0.1', port });
+  t.teardown(() => socket.destroy());
+  const decoder = new FrameDecoder();
+  const frames: LinkMessage[][] = [];
+  let taken = 0;
+  let isClosed = false;
+  const closed = new Promise<void>((resolve) => socket.once('close', () => ((isClosed = true), resolve())));
+  socket.on('error', () => {});
+  socket.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f !== undefined; f = decoder.next()) frames.push(f);
+  });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  return {
+    socket,
+    frames,
+    closed,
+    send: (messages) => void socket.write(encodeFrame(messages)),
+    async next(timeoutMs = 5000) {
+      await waitFor('a frame from the node', () => frames.length > taken || isClosed, timeoutMs);
+      if (frames.length <= taken) throw new Error('the node closed the connection');
+      return frames[taken++] as LinkMessage[];
+    },
+  };
+}
+
+/** The value of one Prometheus sample of a node (0 when absent); `labels` as in the text, e.g. `reason="timeout"`. */
+export async function metric(node: Pick<NodeProcess, 'mgmtPort'>, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${node.mgmtPort}/metrics`)).text();
+  const want = labels === '' ? `${name} ` : `${name}{${labels}} `;
+  const line = text.split('\n').find((l) => l.startsWith(want));
+  return line === undefined ? 0 : Number(line.slice(want.length));
 }

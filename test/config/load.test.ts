@@ -193,6 +193,13 @@ t.test('every kind of bad value names its key and the expected form', async (t) 
     ['TIDEMQ_LISTENERS__WS_PATH', 'mqtt', /listeners\.ws_path: expected a URL path such as \/mqtt/],
     ['TIDEMQ_LISTENERS__WS_PATH', '/mqtt?x=1', /listeners\.ws_path/],
     ['TIDEMQ_LISTENERS__PROXY_HEADER_TIMEOUT', '2h', /listeners\.proxy_header_timeout: expected a duration/],
+    ['TIDEMQ_AUTH__MAX_PENDING_CHECKS', '0', /auth\.max_pending_checks: expected an integer/],
+    ['TIDEMQ_AUTH__MAX_FAILED_LOGINS', '-1', /auth\.max_failed_logins/],
+    ['TIDEMQ_AUTH__FAILED_LOGIN_WINDOW', 'soon', /auth\.failed_login_window: expected a duration/],
+    ['TIDEMQ_AUTH__ALLOW_SYS_PUBLISH', 'sometimes', /auth\.allow_sys_publish: expected true or false/],
+    ['TIDEMQ_AUTH__ACL_CACHE_SIZE', 'big', /auth\.acl_cache_size: expected an integer/],
+    ['TIDEMQ_MANAGEMENT__MAX_FAILED_LOGINS', '1.5', /management\.max_failed_logins: expected an integer/],
+    ['TIDEMQ_MANAGEMENT__FAILED_LOGIN_WINDOW', '2 days', /management\.failed_login_window/],
   ];
   for (const [name, value, pattern] of cases) {
     t.match(configError(() => loadConfig({}, { [name]: value })), pattern, `${name}=${value}`);
@@ -242,4 +249,14 @@ t.test('cross-key rules', async (t) => {
   );
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'static' })), /cluster\.seeds/, 'static without seeds');
   t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__DISCOVERY: 'dns' })), /cluster\.dns_name/, 'dns without a name');
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__TLS_KEY_FILE: 'k.pem' })), /cluster\.tls_cert_file and cluster\.tls_key_file/, 'cluster key without cert');
+  t.match(
+    configError(() => loadConfig({}, { TIDEMQ_CLUSTER__TLS_VERIFY_PEER: 'true', TIDEMQ_CLUSTER__TLS_CERT_FILE: 'c.pem', TIDEMQ_CLUSTER__TLS_KEY_FILE: 'k.pem' })),
+    /cluster\.tls_verify_peer: needs .*cluster\.tls_ca_file/,
+    'cluster peer verification without the cluster CA',
+  );
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__MAX_HANDSHAKE_FRAME: '100' })), /cluster\.max_handshake_frame: expected a size .*from 256/, 'a handshake frame too small for a hello');
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__MAX_LINK_BACKLOG: '1KB' })), /cluster\.max_link_backlog/, 'a link backlog below 64 KiB');
+  t.equal(loadConfig({}, { TIDEMQ_CLUSTER__HANDSHAKE_TIMEOUT: '500ms' }).cluster.handshake_timeout, 0.5);
+  t.match(configError(() => loadConfig({}, { TIDEMQ_CLUSTER__HANDSHAKE_TIMEOUT: '0' })), /cluster\.handshake_timeout: expected a duration above 0/);
 });

@@ -10,5 +10,5 @@ import type { SessionStore } from '../../src/store/store.js';
 export function testBroker(opts: { config?: Config; log?: Logger; store?: SessionStore | null } = {}): Broker {
   const config = opts.config ?? defaultConfig();
   const log = opts.log ?? pino({ level: 'silent' });
-  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth), loadAcl(config.auth), log, opts.store ?? null);
+  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth, log), loadAcl(config.auth), log, opts.store ?? null);
 }

@@ -71,9 +71,9 @@ export interface RawClient {
   readonly isClosed: boolean;
 }
 
-/** A raw TCP socket to 127.0.0.1:port for byte-level tests; teardown destroys it. */
-export async function rawConnect(t: Test, port: number): Promise<RawClient> {
-  const socket = connect({ host: '127.0.0.1', port });
+/** A raw TCP socket to 127.0.0.1:port (from `localAddress`, another loopback address, when given) for byte-level tests; teardown destroys it. */
+export async function rawConnect(t: Test, port: number, localAddress?: string): Promise<RawClient> {
+  const socket = connect({ host: '127.0.0.1', port, ...(localAddress === undefined ? {} : { localAddress }) });
   t.teardown(() => {
     socket.destroy();
   });

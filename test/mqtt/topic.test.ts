@@ -1,6 +1,6 @@
 // Topic names, filters, shared subscriptions, matching and filter coverage (topic.ts).
 import t from 'tap';
-import { filterCovers, parseSharedFilter, topicFilterError, topicMatches, topicNameError } from '../../src/mqtt/topic.js';
+import { filterCovers, filtersOverlap, parseSharedFilter, topicFilterError, topicMatches, topicNameError } from '../../src/mqtt/topic.js';
 
 t.test('topic names', async (t) => {
   for (const ok of ['a', 'a/b', '/', 'a//b', '$SYS/x', ' ', 'é/中']) t.equal(topicNameError(ok, 8), undefined, ok);
@@ -9,6 +9,8 @@ t.test('topic names', async (t) => {
   t.ok(topicNameError('a/#', 8), "'#'");
   t.equal(topicNameError('a/b/c', 3), undefined, 'exactly max levels');
   t.ok(topicNameError('a/b/c/d', 3), 'over max levels');
+  t.match(topicNameError('$share/g/a', 8), /\$share/, 'a topic name cannot address a shared subscription');
+  t.equal(topicNameError('$shared/a', 8), undefined, 'only the $share/ prefix');
 });
 
 t.test('topic filters', async (t) => {
@@ -64,4 +66,27 @@ t.test('filter coverage', async (t) => {
     ['$SYS/#', '$SYS/x/+', true],
   ];
   for (const [outer, inner, expected] of cases) t.equal(filterCovers(outer, inner), expected, `${outer} covers ${inner}`);
+});
+
+t.test('filter overlap (some topic matches both)', async (t) => {
+  const cases: Array<[string, string, boolean]> = [
+    ['secret/#', '#', true],
+    ['secret/#', '+/+', true],
+    ['secret/#', '+/x', true],
+    ['secret/#', 'secret', true],
+    ['secret/#', 'public/#', false],
+    ['secret/+', 'secret', false],
+    ['a/+/c', 'a/b/+', true],
+    ['a/+/c', 'a/b/d', false],
+    ['a/b', 'a/b/c', false],
+    ['a/#', 'a', true],
+    ['#', '$SYS/#', false],
+    ['+/x', '$SYS/x', false],
+    ['$SYS/#', '$SYS/+', true],
+    ['+', '+', true],
+  ];
+  for (const [a, b, expected] of cases) {
+    t.equal(filtersOverlap(a, b), expected, `${a} overlaps ${b}`);
+    t.equal(filtersOverlap(b, a), expected, `${b} overlaps ${a}`);
+  }
 });

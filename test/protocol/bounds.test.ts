@@ -6,7 +6,7 @@ import type mqttPacket from 'mqtt-packet';
 import { pino } from 'pino';
 import t from 'tap';
 import { loadAcl } from '../../src/broker/acl.js';
-import type { Authenticator } from '../../src/broker/auth.js';
+import type { Authenticator, PendingCheck } from '../../src/broker/auth.js';
 import { Broker } from '../../src/broker/broker.js';
 import { Protocol } from '../../src/broker/protocol.js';
 import { DropReason, LimitHit } from '../../src/broker/stats.js';
@@ -19,8 +19,12 @@ import { FakeTransport } from '../helpers/fake-transport.js';
 /** An authenticator whose verdicts the test gives, one per CONNECT, in order. */
 class HeldAuth implements Authenticator {
   readonly waiting: Array<(ok: boolean) => void> = [];
-  authenticate(): Promise<boolean> {
-    return new Promise((resolve) => this.waiting.push(resolve));
+  readonly pendingChecks = 0;
+  readonly refusedBusy = 0;
+  readonly refusedThrottled = 0;
+  readonly cancelledChecks = 0;
+  authenticate(): PendingCheck {
+    return { result: new Promise((resolve) => this.waiting.push(resolve)), cancel: () => {} };
   }
 }
 
