@@ -14,8 +14,10 @@ import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
 import { checkCookie, Cluster } from './cluster/cluster.js';
+import { NodeControl } from './cluster/node-control.js';
 import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
+import { countBroker } from './metrics/counts.js';
 import { Metrics } from './metrics/metrics.js';
 import { NodeRebalance } from './rebalance/service.js';
 import { LmdbStore } from './store/lmdb-store.js';
@@ -88,18 +90,23 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
 }
 
 /** The management HTTP server with this node's metrics; returns its bound port. */
-async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
+async function startManagement(broker: Broker, cluster: Cluster, rebalance: NodeRebalance, nodeControl: NodeControl, listeners: readonly ListenerInfo[], stops: Stop[], log: Logger): Promise<number> {
   const { node, management: m } = broker.config;
   const loginThrottle = new LoginThrottle(m.max_failed_logins, m.failed_login_window * 1000);
   const metrics = new Metrics({ nodeName: node.name, version: VERSION, broker, listeners, rebalance, cluster, managementLogins: loginThrottle });
-  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster };
+  const ctx = { broker, nodeName: node.name, version: VERSION, startedAt: Date.now(), availability: rebalance.agent, rebalance, cluster, nodeControl };
   const options = { bind: m.bind, port: m.port, username: m.username, password: m.password, metricsAuth: m.metrics_auth, loginThrottle };
   const server = await startAdminServer(ctx, metrics, options, log);
   stops.push(async () => server.close());
   return server.port;
 }
 
-export async function startNode(config: Config, log: Logger): Promise<NodeHandle> {
+export interface NodeHooks {
+  /** Stops the process gracefully when the management API asks (POST /nodes/:node/stop); default: close the node. */
+  readonly requestStop?: () => void;
+}
+
+export async function startNode(config: Config, log: Logger, hooks: NodeHooks = {}): Promise<NodeHandle> {
   // A bad password or ACL file is a configuration error: found before anything is created.
   checkCookie(config);
   const authenticator = createAuthenticator(config.auth, log);
@@ -116,6 +123,12 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   wheel.start();
   const cluster = new Cluster(broker, config, log);
   const rebalance = new NodeRebalance(broker, store, cluster, log);
+  let handle: NodeHandle | undefined;
+  const live = (): { connections: number; sessions: number } => {
+    const c = countBroker(broker);
+    return { connections: c.liveConnections, sessions: c.sessions };
+  };
+  const nodeControl = new NodeControl(cluster, hooks.requestStop ?? (() => void handle?.close()), live, log);
   // Before any listener: a node restarted mid-evacuation refuses from its first accept (SPEC 6).
   rebalance.resume();
   const listeners: ListenerInfo[] = [];
@@ -126,7 +139,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
     await cluster.start();
     stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
-    mgmtPort = await startManagement(broker, cluster, rebalance, listeners, stops, log);
+    mgmtPort = await startManagement(broker, cluster, rebalance, nodeControl, listeners, stops, log);
     await startListeners(broker, listeners, stops);
   } catch (err) {
     rebalance.close();
@@ -141,7 +154,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
   log.info({ node: config.node.name, ...bound, management: `${config.management.bind}:${mgmtPort}`, data_dir: config.node.data_dir }, 'tidemq node started');
 
   let closing: Promise<void> | undefined;
-  return {
+  return (handle = {
     broker,
     cluster,
     rebalance,
@@ -152,7 +165,7 @@ export async function startNode(config: Config, log: Logger): Promise<NodeHandle
       clearInterval(sweeper);
       return store.close();
     })),
-  };
+  });
 }
 
 /** Stop accepting, tell 5.0 clients the server is shutting down (0x8B), close everyone. */

@@ -1,5 +1,6 @@
 import type { Broker } from '../broker/broker.js';
 import type { Cluster } from '../cluster/cluster.js';
+import type { NodeControl } from '../cluster/node-control.js';
 import type { NodeRebalance } from '../rebalance/service.js';
 
 /** What the route handlers read and act on. */
@@ -18,4 +19,6 @@ export interface AdminContext {
   readonly availability: { readonly serving: boolean };
   /** Evacuation and the eviction agent (the /load_rebalance endpoints); absent in API-only tests. */
   readonly rebalance?: NodeRebalance;
+  /** Remote stop and the upgrade lease (the /nodes/:node endpoints); absent in API-only tests. */
+  readonly nodeControl?: NodeControl;
 }

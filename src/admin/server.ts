@@ -7,12 +7,13 @@ import { AdminApi, type Route } from './api.js';
 import { brokerRoutes } from './broker-routes.js';
 import { clientRoutes } from './client-routes.js';
 import { clusterRoutes } from './cluster-routes.js';
+import { nodeRoutes } from './node-routes.js';
 import { rebalanceRoutes } from './rebalance-routes.js';
 import type { AdminContext } from './context.js';
 import { listenHttp, type HttpServer } from './http.js';
 
 /** Each family of endpoints is a module. */
-const ROUTE_MODULES: ReadonlyArray<(ctx: AdminContext) => Route[]> = [brokerRoutes, clientRoutes, clusterRoutes, rebalanceRoutes];
+const ROUTE_MODULES: ReadonlyArray<(ctx: AdminContext) => Route[]> = [brokerRoutes, clientRoutes, clusterRoutes, rebalanceRoutes, nodeRoutes];
 
 /** Request bodies are small JSON documents (rebalance options). */
 const MAX_BODY = 64 * 1024;

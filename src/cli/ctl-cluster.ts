@@ -1,5 +1,6 @@
 // `tidemq ctl cluster join <node> | leave | force-leave <node> | status`, worded as EMQX 4.4's
-// `emqx_ctl cluster` (seed distributed-cluster).
+// `emqx_ctl cluster` (seed distributed-cluster), and `upgrade` (ctl-upgrade.ts).
+import { upgradeCommand } from './ctl-upgrade.js';
 import { CtlError, CtlReported, type CtlContext, type CtlFamily } from './ctl.js';
 
 interface ClusterView {
@@ -32,7 +33,7 @@ async function change(ctx: CtlContext, success: string, failure: string, f: () =
 
 export const clusterCommands: CtlFamily = {
   name: 'cluster',
-  describe: 'join, leave, force-leave and status of the cluster',
+  describe: 'join, leave, force-leave and status of the cluster; blue-green upgrade',
   commands: [
     {
       command: 'join <node>',
@@ -68,5 +69,6 @@ export const clusterCommands: CtlFamily = {
         else ctx.print(statusLine(view));
       },
     },
+    upgradeCommand,
   ],
 };

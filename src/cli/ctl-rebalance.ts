@@ -45,7 +45,7 @@ const SESSION_STATES = new Set(['waiting_takeover', 'evicting_sessions', 'wait_t
  * One progress line of an evacuation, a rebalance donor or a rebalance coordinator: what is left
  * (for a rebalance: above the recipients' average), the rate measured since the last sample, an ETA.
  */
-class Progress {
+export class Progress {
   private last: { at: number; left: number; state: unknown } | undefined;
 
   line(label: string, s: Status, now: number): string {

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { brokerCommands } from './ctl-broker.js';
 import { clientCommands } from './ctl-clients.js';
 import { clusterCommands } from './ctl-cluster.js';
+import { nodeCommands } from './ctl-node.js';
 import { rebalanceCommands } from './ctl-rebalance.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 
@@ -16,14 +17,16 @@ const EXIT_FAILED = 1;
 /** A node that does not answer within this is reported unreachable. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-/** A command's failure: `tidemq ctl: <message>` on stderr, exit 1. */
+/** A command's failure: `tidemq ctl: <message>` on stderr, exit 1 (or the code given). */
 export class CtlError extends Error {
   /** The API's error when the node answered with one. */
   readonly apiError: ApiError | undefined;
-  constructor(message: string, apiError?: ApiError) {
+  readonly exitCode: number;
+  constructor(message: string, apiError?: ApiError, exitCode = EXIT_FAILED) {
     super(message);
     this.name = 'CtlError';
     this.apiError = apiError;
+    this.exitCode = exitCode;
   }
 }
 
@@ -35,8 +38,8 @@ export interface CtlContext {
   readonly api: string;
   /** True when --json was given: print the API's JSON instead of text. */
   readonly json: boolean;
-  /** GET/POST/DELETE on `/api/v5<path>`: the parsed JSON body (undefined for 204), or a CtlError. */
-  request(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<unknown>;
+  /** GET/POST/PUT/DELETE on `/api/v5<path>`: the parsed JSON body (undefined for 204), or a CtlError. */
+  request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<unknown>;
   print(line: string): void;
   printJson(value: unknown): void;
 }
@@ -58,7 +61,7 @@ export interface CtlFamily {
 }
 
 /** Every command family, each a module. */
-const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, clusterCommands, rebalanceCommands];
+const FAMILIES: readonly CtlFamily[] = [brokerCommands, clientCommands, clusterCommands, nodeCommands, rebalanceCommands];
 
 export interface CtlIo {
   readonly env: NodeJS.ProcessEnv;
@@ -176,7 +179,7 @@ export async function runCtl(args: readonly string[], io: CtlIo = processIo): Pr
             } catch (err) {
               if (!(err instanceof CtlError)) throw err;
               if (!(err instanceof CtlReported)) io.err(`tidemq ctl: ${err.message}\n`);
-              exitCode = EXIT_FAILED;
+              exitCode = err.exitCode;
             }
           },
         );

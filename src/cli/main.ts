@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import { VERSION_LINE } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
 import { runCtl } from './ctl.js';
+import { k8sCommands } from './k8s-manifests.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
@@ -65,7 +66,8 @@ export async function main(args: string[]): Promise<void> {
         process.stdout.write(`${added ? 'Added' : 'Changed'} the password of ${argv.user} in ${argv.file}\n`);
       },
     )
-    .demandCommand(1, 'a command is needed: start or passwd')
+    .command('k8s', 'Kubernetes: the objects of a tidemq cluster (k8s manifests)', k8sCommands)
+    .demandCommand(1, 'a command is needed: start, passwd or k8s')
     .version(VERSION_LINE);
   try {
     await cli.parseAsync();

@@ -21,9 +21,10 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
   const log = createLogger(config.log.level);
   // Loaded here, not at the top: other commands (passwd, --help) need none of the broker.
   const { startNode } = await import('../node.js');
-  let node;
+  let node: Awaited<ReturnType<typeof startNode>> | undefined;
   try {
-    node = await startNode(config, log);
+    // A stop asked over the management API takes the path of SIGTERM.
+    node = await startNode(config, log, { requestStop: () => stop('SIGTERM') });
   } catch (err) {
     // A bad password or ACL file is found while the node is built: still a configuration error.
     log.fatal({ err }, 'tidemq failed to start');
@@ -38,6 +39,7 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
     }
     stopping = true;
     log.info({ signal }, 'stopping');
+    if (node === undefined) process.exit(128 + constants.signals[signal]);
     node.close().then(
       () => process.exit(0),
       (err: unknown) => {
