@@ -43,6 +43,8 @@ function onError(this: ClientSocket): void {
 export class TcpConnection implements Transport {
   readonly protocol: Protocol;
   corked = false;
+  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
+  readPaused = false;
 
   /**
    * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
@@ -92,6 +94,20 @@ export class TcpConnection implements Transport {
     this.socket.end();
     // A peer that never reads would hold the socket half-closed forever.
     this.socket.destroySoon();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  pause(): void {
+    this.readPaused = true;
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.readPaused = false;
+    this.socket.resume();
   }
 
   private cork(): void {
