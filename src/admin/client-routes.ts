@@ -2,6 +2,7 @@
 // field names. A client is a session: connected ones carry their connection's details.
 import { Protocol } from '../broker/protocol.js';
 import type { Session } from '../broker/session.js';
+import { DROP_REASONS } from '../broker/stats.js';
 import { done, ok, page, type ApiRequest, type ApiVersion, type Route } from './api.js';
 import type { AdminContext } from './context.js';
 import { ApiError } from './errors.js';
@@ -32,11 +33,21 @@ function clientRecord(ctx: AdminContext, session: Session, version: ApiVersion):
     created_at: formatTime(session.createdAt, version),
     subscriptions_cnt: session.subscriptions.size,
     [version === 'v4' ? 'inflight' : 'inflight_cnt']: session.inflight.size,
-    mqueue_len: session.queue.length,
+    mqueue_len: session.queuedCount,
+    max_mqueue: ctx.broker.config.mqtt.max_queued,
+    mqueue_bytes: session.queuedBytes,
+    // What was not delivered to this client: queue overflow (EMQX's mqueue_dropped), then by reason.
+    mqueue_dropped: dropsOf(session, 0),
+    'send_msg.dropped': DROP_REASONS.reduce((sum, _r, i) => sum + dropsOf(session, i), 0),
   };
+  DROP_REASONS.forEach((reason, i) => (record[`send_msg.dropped.${reason}`] = dropsOf(session, i)));
   if (conn !== null) record.connected_at = formatTime(conn.connectedAt, version);
   else if (session.disconnectedAt !== 0) record.disconnected_at = formatTime(session.disconnectedAt, version);
   return record;
+}
+
+function dropsOf(session: Session, reason: number): number {
+  return session.drops === null ? 0 : (session.drops[reason] as number);
 }
 
 function lookup(ctx: AdminContext, req: ApiRequest): Session | undefined {

@@ -12,6 +12,7 @@ import type { Acl } from './acl.js';
 import type { Authenticator } from './auth.js';
 import { messageKey, routeId, type ClusterBridge } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
+import { LimitLog } from './limit-log.js';
 import { RetainedTree } from './retained-tree.js';
 import { addSubscriptionId, Session, type SessionLimits, type SessionOwner, type SubscriptionIds, type SubscriptionOptions, type WillState } from './session.js';
 import { BrokerStats } from './stats.js';
@@ -118,7 +119,8 @@ export class Broker {
     readonly store: SessionStore | null = null,
   ) {
     this.durableAcks = store === null ? null : new DurableAcks(store, log);
-    this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes };
+    this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes, maxInflightBytes: config.mqtt.max_inflight_bytes };
+    this.stats.limitLog = new LimitLog(log);
     const mqtt = config.mqtt;
     const p: Properties = {};
     if (mqtt.max_inflight < 65535) p.receiveMaximum = mqtt.max_inflight;
@@ -413,7 +415,7 @@ export class Broker {
     /** Expired while the node was down with their wills still pending. */
     const ended: Session[] = [];
     for (const stored of store.loadSessions()) {
-      const session = restoreSession(stored, store, now);
+      const session = restoreSession(stored, store, now, { limits: this.limits, stats: this.stats });
       const expiry = session.expiryInterval;
       if (expiry !== NEVER_EXPIRES && session.disconnectedAt + expiry * 1000 <= now) {
         if (session.will !== undefined) ended.push(session);

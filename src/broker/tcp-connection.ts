@@ -63,6 +63,8 @@ function cutOff(conn: TcpConnection): void {
 export class TcpConnection implements Transport {
   readonly protocol: Protocol;
   corked = false;
+  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
+  readPaused = false;
 
   /**
    * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
@@ -125,6 +127,20 @@ export class TcpConnection implements Transport {
     }
     if (socket.isPaused()) socket.resume();
     setTimeout(cutOff, linger * 1000, this).unref();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  pause(): void {
+    this.readPaused = true;
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.readPaused = false;
+    this.socket.resume();
   }
 
   private cork(): void {

@@ -11,11 +11,6 @@ import type { ListenerGate } from './tcp-listener.js';
 const SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
 /** A frame's fixed header (type byte and up to 4 length bytes) on top of the packet-size limit. */
 const FIXED_HEADER_MAX = 5;
-/**
- * Output bytes a WebSocket may hold beyond the packet-size limit before it is closed: twice the
- * backlog at which the protocol stops sending QoS 0 to a slow client (protocol.ts MAX_BACKLOG).
- */
-const BUFFERED_BOUND = 8 * 1024 * 1024;
 
 interface WsData {
   address: string;
@@ -74,6 +69,19 @@ class WsConnection implements Transport {
     if (!this.closed) this.ws.end(1000);
   }
 
+  destroy(): void {
+    if (this.closed) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.ws.close();
+  }
+
+  // uWS cannot stop reading one WebSocket: what arrives before CONNACK is bounded by
+  // mqtt.max_pending_bytes instead (the protocol closes the connection past it).
+  pause(): void {}
+
+  resume(): void {}
+
   flush(): void {
     if (this.pendingBytes === 0 || this.closed) return;
     const pending = this.pending;
@@ -128,7 +136,9 @@ export async function listenWs(broker: Broker, gate: ListenerGate, host: string,
   app.ws<WsData>(l.ws_path, {
     compression: uWS.DISABLED,
     maxPayloadLength: Math.max(mqtt.max_packet_size, mqtt.max_connect_size) + FIXED_HEADER_MAX,
-    maxBackpressure: BUFFERED_BOUND + mqtt.max_packet_size,
+    // The output bound is the protocol's (mqtt.max_output_buffer: QoS 0 dropped past it, the
+    // slow-consumer timeout); this hard stop at twice it closes a WebSocket that outruns both.
+    maxBackpressure: 2 * mqtt.max_output_buffer + mqtt.max_packet_size,
     closeOnBackpressureLimit: 1,
     // Keepalive and the CONNECT deadline are the protocol's, on the shared timer wheel.
     idleTimeout: 0,
