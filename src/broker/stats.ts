@@ -15,11 +15,12 @@ export const LimitHit = {
   TopicAliasBytes: 5,
   PendingBytes: 6,
   ConnectingBytes: 7,
-  Count: 8,
+  CloseLinger: 8,
+  Count: 9,
 } as const;
 export type LimitHit = number;
 export const LIMITS: readonly string[] = [
-  'queue', 'output_buffer', 'slow_consumer', 'inflight_bytes', 'subscriptions', 'topic_alias_bytes', 'pending_bytes', 'connecting_bytes',
+  'queue', 'output_buffer', 'slow_consumer', 'inflight_bytes', 'subscriptions', 'topic_alias_bytes', 'pending_bytes', 'connecting_bytes', 'close_linger',
 ];
 
 /**
@@ -33,8 +34,6 @@ export class BrokerStats {
   connectionsAccepted = 0;
   /** Sockets closed for sending no CONNECT (or getting no auth verdict) within idle_timeout. */
   connectTimeouts = 0;
-  /** Closed connections cut off after mqtt.close_linger: the peer neither closed nor stopped sending. */
-  lingerExpired = 0;
   acceptRateLimited = 0;
   acceptMaxConnections = 0;
   messagesRouted = 0;

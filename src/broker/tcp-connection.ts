@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
+import { LimitHit } from './stats.js';
 
 interface ClientSocket extends Socket {
   tidemq: TcpConnection;
@@ -40,24 +41,11 @@ function onError(this: ClientSocket): void {
   // ECONNRESET and friends: 'close' follows and does the bookkeeping.
 }
 
-/** At most one log line per this many ms about lingering connections cut off, with the count. */
-const LINGER_LOG_INTERVAL = 10_000;
-let lingerLoggedAt = 0;
-let lingerUnlogged = 0;
-
 /** The linger of a closed connection ran out: the peer neither closed nor stopped sending. */
 function cutOff(conn: TcpConnection): void {
-  const socket = conn.socket;
-  if (socket.destroyed) return;
-  socket.destroy();
-  conn.broker.stats.lingerExpired++;
-  lingerUnlogged++;
-  const now = Date.now();
-  if (now - lingerLoggedAt >= LINGER_LOG_INTERVAL) {
-    conn.broker.log.info({ connections: lingerUnlogged, lingerSeconds: conn.broker.config.mqtt.close_linger }, 'closed connections cut off after mqtt.close_linger');
-    lingerLoggedAt = now;
-    lingerUnlogged = 0;
-  }
+  if (conn.socket.destroyed) return;
+  conn.socket.destroy();
+  conn.broker.stats.hitLimit(LimitHit.CloseLinger, conn.protocol.clientId, 0);
 }
 
 export class TcpConnection implements Transport {
@@ -125,7 +113,7 @@ export class TcpConnection implements Transport {
       socket.destroySoon();
       return;
     }
-    if (socket.isPaused()) socket.resume();
+    if (socket.isPaused()) this.resume();
     setTimeout(cutOff, linger * 1000, this).unref();
   }
 

@@ -87,7 +87,6 @@ export class Metrics {
       for (const l of src.listeners) emit({ listener: l.name }, l.stats.live);
     });
     this.counter('tidemq_connect_timeouts_total', 'Connections closed for sending no CONNECT (or getting no auth verdict) in time', () => stats.connectTimeouts);
-    this.counter('tidemq_close_linger_expired_total', 'Closed connections cut off after mqtt.close_linger: the peer neither closed nor stopped sending', () => stats.lingerExpired);
     this.counter('tidemq_connacks_total', 'CONNACKs sent, by reason (success, or why the CONNECT was refused)', ['reason'], (emit) => {
       emit({ reason: reasonName(0) }, stats.connectionsAccepted);
       for (const [code, n] of stats.connectRefused) emit({ reason: reasonName(code) }, n);

@@ -68,7 +68,7 @@ async function keepWriting(wire: Wire, first: number, ms: number, extra: Buffer[
 
 async function lingerExpired(): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${node.mgmtPort}/metrics`)).text();
-  const m = /^tidemq_close_linger_expired_total (\d+)/m.exec(text);
+  const m = /^tidemq_limit_hits_total\{limit="close_linger"\} (\d+)/m.exec(text);
   return m === null ? -1 : Number(m[1]);
 }
 
@@ -127,7 +127,7 @@ t.test('the linger is bounded: a client that never closes is cut off after mqtt.
   const deadline = Date.now() + 8000;
   while (Date.now() < deadline && (await lingerExpired()) === before) await new Promise((r) => setTimeout(r, 50));
   const cutAt = Date.now();
-  t.equal(await lingerExpired(), before + 1, 'counted in tidemq_close_linger_expired_total');
+  t.equal(await lingerExpired(), before + 1, 'counted in tidemq_limit_hits_total{limit="close_linger"}');
   const lingered = cutAt - wire.endedAt;
   t.ok(lingered >= 1800 && lingered < 5000, `cut off after about 2 s (${lingered} ms)`);
   // The node has let go of the socket: what the client sends now is answered with a reset (the
