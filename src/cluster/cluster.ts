@@ -150,6 +150,10 @@ export interface ClusterStats {
   backlogFailures: number;
 }
 
+/** The refusals a stranger can cause, exported at 0 from the start: a dashboard's rate() then has
+ *  a series before the first one happens. */
+const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_pending', 'tls'];
+
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
   private readonly routes = new RouteTable();
@@ -194,7 +198,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly targets = new Map<string, string[]>();
   private readonly decided: GroupRoute[] = [];
   private seq = 0;
-  readonly stats: ClusterStats = { refusals: new Map(), forwardsDropped: 0, backlogFailures: 0 };
+  readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   forwardsSent = 0;
   forwardsReceived = 0;
