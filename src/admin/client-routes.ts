@@ -3,7 +3,6 @@
 import { Protocol } from '../broker/protocol.js';
 import type { Session } from '../broker/session.js';
 import { DROP_REASONS } from '../broker/stats.js';
-import { ReasonCode } from '../mqtt/reason-codes.js';
 import { done, ok, page, type ApiRequest, type ApiVersion, type Route } from './api.js';
 import type { AdminContext } from './context.js';
 import { ApiError } from './errors.js';
@@ -87,14 +86,18 @@ export function clientRoutes(ctx: AdminContext): Route[] {
     {
       method: 'DELETE',
       path: '/clients/:clientid',
-      handler: (req) => {
-        const session = lookup(ctx, req);
-        if (session === undefined) throw notFound();
-        const owner = session.owner;
-        // A server-side disconnect: 5.0 gets DISCONNECT 0x98, and the will is published [MQTT-3.1.2-8].
-        if (owner instanceof Protocol) owner.disconnect(ReasonCode.AdministrativeAction, true);
-        // A disconnected session is discarded, as EMQX 4.4 does.
-        else ctx.broker.endSession(session);
+      handler: async (req) => {
+        const clientId = req.params.clientid as string;
+        // Wherever in the cluster the session is, the same answer: kicked (connected) or discarded
+        // with its pending will (disconnected), as EMQX 4.4 does.
+        if (ctx.broker.kick(clientId)) return done();
+        let kicked: boolean;
+        try {
+          kicked = ctx.cluster !== undefined && (await ctx.cluster.kickRemote(clientId));
+        } catch (err) {
+          throw new ApiError('unavailable', `kick ${clientId}: ${(err as Error).message}`);
+        }
+        if (!kicked) throw notFound();
         return done();
       },
     },

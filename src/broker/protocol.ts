@@ -737,7 +737,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     let topic = message.topic;
     let newAlias = 0;
     if (this.version === 5) {
-      if (d.subscriptionId !== 0) properties = { ...properties, subscriptionIdentifiers: [d.subscriptionId] };
+      const ids = d.subscriptionId;
+      if (ids !== 0) properties = { ...properties, subscriptionIdentifiers: typeof ids === 'number' ? [ids] : ids };
       if (this.clientTopicAliasMax > 0) {
         // Aliases are handed out first come, up to the client's Topic Alias Maximum.
         const aliases = (this.aliasesOut ??= new Map());

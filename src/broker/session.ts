@@ -15,12 +15,28 @@ export interface SubscriptionOptions {
   subscriptionId: number;
 }
 
-/** One message on its way to one session, with what its subscription decided. */
+/**
+ * The Subscription Identifiers a delivery carries: 0 for none, one id, or the ids of every
+ * matching subscription of the session [MQTT-3.3.4-3]. A number in the common case (no array per
+ * delivery); stored records of older versions hold a number too.
+ */
+export type SubscriptionIds = number | number[];
+
+/** `ids` with `id` added (0 adds nothing, an id already there is not repeated). */
+export function addSubscriptionId(ids: SubscriptionIds, id: number): SubscriptionIds {
+  if (id === 0 || ids === id) return ids;
+  if (ids === 0) return id;
+  if (typeof ids === 'number') return [ids, id];
+  if (!ids.includes(id)) ids.push(id);
+  return ids;
+}
+
+/** One message on its way to one session, with what its matching subscriptions decided. */
 export interface Delivery {
   message: Message;
   qos: QoS;
   retain: boolean;
-  subscriptionId: number;
+  subscriptionId: SubscriptionIds;
   /** Order in a persistent session's store (queue and inflight share it), 0 otherwise. */
   seq: number;
 }
@@ -94,6 +110,8 @@ export class Session {
   /** While a takeover from another node completes: keys of the messages delivered here, so the
    *  old node's buffered copies of them are not delivered twice. Null otherwise. */
   handover: Set<string> | null = null;
+  /** @internal While the broker routes a message: this session's index in its match list, else -1. */
+  routeSlot = -1;
   /** Bounds that have bitten this client (bit per LimitHit): each is logged once. */
   private limitsLogged = 0;
 
@@ -166,7 +184,7 @@ export class Session {
   }
 
   /** Sends, queues or drops one message for this session. */
-  deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: number, limits: SessionLimits, stats: BrokerStats): void {
+  deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: SubscriptionIds, limits: SessionLimits, stats: BrokerStats): void {
     const owner = this.owner;
     // Asked on every delivery to a connected client, queue or not: it also starts the
     // slow-consumer clock of a client that went over its output mark.

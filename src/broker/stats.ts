@@ -15,11 +15,12 @@ export const LimitHit = {
   TopicAliasBytes: 5,
   PendingBytes: 6,
   ConnectingBytes: 7,
-  Count: 8,
+  CloseLinger: 8,
+  Count: 9,
 } as const;
 export type LimitHit = number;
 export const LIMITS: readonly string[] = [
-  'queue', 'output_buffer', 'slow_consumer', 'inflight_bytes', 'subscriptions', 'topic_alias_bytes', 'pending_bytes', 'connecting_bytes',
+  'queue', 'output_buffer', 'slow_consumer', 'inflight_bytes', 'subscriptions', 'topic_alias_bytes', 'pending_bytes', 'connecting_bytes', 'close_linger',
 ];
 
 /**

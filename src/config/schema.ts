@@ -19,6 +19,7 @@ export interface Config {
   };
   mqtt: {
     max_packet_size: number; max_connect_size: number; max_keepalive: number; idle_timeout: number; /* seconds: the CONNECT deadline */
+    close_linger: number; /* seconds a closed connection's input is read and discarded before it is cut off */
     max_inflight: number; max_queued: number; max_queued_bytes: number; max_connections: number; max_conn_rate: number; max_conn_burst: number;
     max_topic_levels: number; max_client_id_length: number; max_topic_alias: number; session_expiry_max: number; /* seconds */
     retain_available: boolean; max_qos: 0 | 1 | 2; wildcard_subscriptions: boolean; shared_subscriptions: boolean; subscription_identifiers: boolean;
@@ -85,7 +86,7 @@ export const SCHEMA: Schema = {
   },
   mqtt: {
     max_packet_size: size(2, MQTT_MAX_PACKET), max_connect_size: size(2, MQTT_MAX_PACKET), max_keepalive: int(0, 65535),
-    idle_timeout: duration(86400), max_inflight: int(1, 65535), max_queued: int(0, U32), max_queued_bytes: size(0, Number.MAX_SAFE_INTEGER),
+    idle_timeout: duration(86400), close_linger: duration(60), max_inflight: int(1, 65535), max_queued: int(0, U32), max_queued_bytes: size(0, Number.MAX_SAFE_INTEGER),
     max_connections: int(1, U32), max_conn_rate: int(0, U32), max_conn_burst: int(0, U32), max_topic_levels: int(1, 65535),
     max_client_id_length: int(1, 65535), max_topic_alias: int(0, 65535), session_expiry_max: duration(U32),
     retain_available: bool(), max_qos: qos(), wildcard_subscriptions: bool(), shared_subscriptions: bool(), subscription_identifiers: bool(),
@@ -143,7 +144,7 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       tcp_max_connections: 0, tls_max_connections: 0, ws_max_connections: 0, wss_max_connections: 0,
     },
     mqtt: {
-      max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15,
+      max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15, close_linger: 1,
       max_inflight: 32, max_queued: 1000, max_queued_bytes: 64 * 1024 * 1024, max_connections: 1_000_000,
       max_conn_rate: 0, max_conn_burst: 0, max_topic_levels: 128, max_client_id_length: 65535, max_topic_alias: 64,
       session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
