@@ -21,7 +21,9 @@ import { varintSize } from '../mqtt/strings.js';
 import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
 import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
 import type { PendingCheck } from './auth.js';
-import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
+import type { Broker, ClientConnection } from './broker.js';
+import { connacksFor } from './connack.js';
+import { NEVER_EXPIRES } from './sessions.js';
 import { outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
 import { bump, DropReason, LimitHit } from './stats.js';
@@ -385,7 +387,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
     this.reader.maxPacketSize = mqtt.max_packet_size;
 
-    const { session, present } = this.broker.openSession(
+    const { session, present } = this.broker.sessions.open(
       { clientId: this.clientId, username: this.username, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
       now,
     );
@@ -410,7 +412,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
       if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
     }
-    this.send(this.broker.connack(this.version, present, extra));
+    this.send(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
     // The level check first: the default connect path builds no log object.
     if (this.broker.log.isLevelEnabled('debug')) {
@@ -494,7 +496,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     let reason = 0;
     if (this.broker.acl.check('publish', this.clientId, this.username, topic)) {
       const expiry = properties?.messageExpiryInterval;
-      const matched = this.broker.publish({
+      const matched = this.broker.router.publish({
         topic,
         payload: p.payload,
         qos: p.qos,
@@ -602,22 +604,22 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
           retainHandling: req.retainHandling,
           subscriptionId,
         };
-        const existed = this.broker.subscribe(session, req.filter, options);
+        const existed = this.broker.router.subscribe(session, req.filter, options);
         // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared subscriptions.
         const sendRetained = shared === undefined && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed));
         if (sendRetained) granted.push([filter, options, true]);
       }
       codes.push(this.version === 5 || code < 0x80 ? code : 0x80); // 3.x has one failure code
     }
-    this.broker.saveSession(session);
+    this.broker.sessions.save(session);
     this.send(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
-    for (const [filter, options] of granted) this.broker.sendRetained(session, filter, options);
+    for (const [filter, options] of granted) this.broker.router.sendRetained(session, filter, options);
   }
 
   private onUnsubscribe(p: UnsubscribePacket): void {
     const session = this.session as Session;
-    const codes = p.filters.map((f) => (this.broker.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
-    this.broker.saveSession(session);
+    const codes = p.filters.map((f) => (this.broker.router.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
+    this.broker.sessions.save(session);
     this.send(
       encodePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : [] }, this.version),
     );
@@ -704,7 +706,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     else this.transport.end();
     const session = this.session;
     if (wasConnected && session !== null && session.owner === this) {
-      this.broker.closeSession(session, publishWill, Date.now());
+      this.broker.sessions.close(session, publishWill, Date.now());
     }
   }
 

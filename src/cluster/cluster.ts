@@ -215,7 +215,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
-    this.rpc.handle(KICK_RPC, (args) => broker.kick((args as { clientId: string }).clientId));
+    this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick((args as { clientId: string }).clientId));
     this.joinedAt = Date.now();
   }
 
@@ -619,7 +619,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     const regs: Array<[string, number]> = [];
     for (const [clientId, e] of this.registry) if (e.node === this.node) regs.push([clientId, e.at]);
     link.send([Msg.RegSync, regs]);
-    link.send([Msg.RetainSync, Array.from(this.broker.retained.messages(), retainWire)]);
+    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), retainWire)]);
   }
 
   // ---- membership state --------------------------------------------------------------------
@@ -870,8 +870,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** A claim beat ours: our connection ends (5.0 DISCONNECT 0x8E) and our copy goes, no will. */
   private yieldTo(clientId: string, claim: RegEntry): void {
     this.registry.set(clientId, claim);
-    const session = this.broker.handOver(clientId);
-    if (session !== undefined) this.broker.endHandOver(session, true, Date.now());
+    const session = this.broker.sessions.handOver(clientId);
+    if (session !== undefined) this.broker.sessions.endHandOver(session, true, Date.now());
   }
 
   /**
@@ -1004,7 +1004,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
       origin: peer,
       originSeq: m[8] as number,
     };
-    this.broker.publishForwarded(message, m[9] as string[]);
+    this.broker.router.publishForwarded(message, m[9] as string[]);
   }
 
   // ---- retained ------------------------------------------------------------------------------
@@ -1015,8 +1015,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   /** A replicated retained message; a sync at link-up only fills topics we do not have. */
   private applyRetained(r: RetainWire, replace: boolean): void {
-    if (!replace && this.broker.retained.get(r[0]) !== undefined) return;
-    this.broker.applyRetained({ topic: r[0], payload: r[1], qos: r[2], retain: true, properties: r[3] ?? undefined, expiresAt: r[4], from: r[5], owned: false });
+    if (!replace && this.broker.router.hasRetained(r[0])) return;
+    this.broker.router.applyRetained({ topic: r[0], payload: r[1], qos: r[2], retain: true, properties: r[3] ?? undefined, expiresAt: r[4], from: r[5], owned: false });
   }
 }
 

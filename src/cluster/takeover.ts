@@ -189,7 +189,7 @@ export class Takeover {
     if (broker.store === null) session.journal = null;
     session.handover = seen;
     if (broker.sessions.has(record.clientId)) throw new Error(`takeover of ${record.clientId}: a session opened here meanwhile`);
-    broker.adoptSession(session, record.subscriptions);
+    broker.sessions.adopt(session, record.subscriptions);
     return session;
   }
 
@@ -201,7 +201,7 @@ export class Takeover {
       if (current.id === id) return current.reply; // a repeated begin
       await current.done; // another node's takeover first; then the session has moved on
     }
-    const session = broker.handOver(clientId);
+    const session = broker.sessions.handOver(clientId);
     if (session === undefined) {
       const owner = this.host.ownerOf(clientId);
       return owner !== undefined && owner !== this.host.node ? { redirect: owner } : null;
@@ -240,7 +240,7 @@ export class Takeover {
     this.handing.delete(clientId);
     clearTimeout(h.timer);
     if (moved) this.migratedOut++;
-    this.host.broker.endHandOver(h.session, moved, Date.now());
+    this.host.broker.sessions.endHandOver(h.session, moved, Date.now());
     // Before a begin waiting for this one goes on: it then sees where the session is.
     this.host.handOverEnded(clientId, moved);
     h.finish();
@@ -249,8 +249,8 @@ export class Takeover {
   /** A clean start elsewhere: the old connection and session end here. */
   private discard(clientId: string): boolean {
     const broker = this.host.broker;
-    const session = broker.handOver(clientId);
-    if (session !== undefined) broker.endHandOver(session, true, Date.now());
+    const session = broker.sessions.handOver(clientId);
+    if (session !== undefined) broker.sessions.endHandOver(session, true, Date.now());
     return true;
   }
 

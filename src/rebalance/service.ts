@@ -264,7 +264,7 @@ export class NodeRebalance implements SessionMover, Participants {
     if (session === undefined) return false;
     if (session.owner === null) {
       // Disconnected as of now: the expiry timer starts afresh (and a pending will keeps its delay).
-      this.broker.closeSession(session, true, Date.now());
+      this.broker.sessions.close(session, true, Date.now());
       cluster.sessionOpened(session);
     }
     return true;
