@@ -2,7 +2,7 @@ import type { QoS } from '../mqtt/packets.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import type { SessionStore } from '../store/store.js';
 import type { Acl } from './acl.js';
-import { messageKey, routeId, type ClusterBridge } from './cluster-bridge.js';
+import { messageKey, routeId, type ClusterBridge, type RemotePlan } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
 import { RetainedTree } from './retained-tree.js';
 import { addSubscriptionId, type Session, type SessionLimits, type SubscriptionIds, type SubscriptionOptions } from './session.js';
@@ -43,17 +43,19 @@ export interface RouterContext {
 }
 
 /**
- * The local deliveries of one message being routed, collected while the trie is walked: the
- * sessions its plain subscriptions matched (Session.routeSlot indexes them) with what their
- * matching subscriptions add up to (one copy each [MQTT-3.3.4-2]), and which shared groups it is
- * for. One plan is reused by every publish, local or forwarded: parallel arrays never shortened
- * (that would drop their storage), entries [0, count) are this publish's; nothing is allocated
- * per match.
+ * Where one message goes, decided in one place before anything is sent: the other nodes and
+ * their shared groups (RemotePlan, filled by the cluster), which local shared groups take it,
+ * and the sessions its plain subscriptions matched (Session.routeSlot indexes them) with what
+ * their matching subscriptions add up to (one copy each [MQTT-3.3.4-2]). One plan is reused by
+ * every publish, local or forwarded: parallel arrays never shortened (that would drop their
+ * storage), entries [0, count) are this publish's; nothing is allocated per match.
  */
-class RoutePlan {
+class RoutePlan implements RemotePlan {
   message: Message | null = null;
   /** For a message another node forwarded: the shared groups it is for here; null for a local publish. */
   groups: readonly string[] | null = null;
+  readonly nodes = new Map<string, string[]>();
+  readonly elsewhere: string[] = [];
   delivered = 0;
   count = 0;
   readonly sessions: Array<Session | null> = [];
@@ -78,6 +80,8 @@ class RoutePlan {
     this.count = 0;
     this.message = null;
     this.groups = null;
+    if (this.nodes.size > 0) this.nodes.clear();
+    this.elsewhere.length = 0;
   }
 }
 
@@ -121,9 +125,15 @@ export class Router {
       this.applyRetained(message);
       if (cluster !== null) cluster.retained(message);
     }
-    if (cluster !== null) cluster.beginPublish(message);
-    const local = this.route(message, null);
-    return cluster === null ? local : local + cluster.forward(message);
+    const plan = this.plan;
+    plan.begin(message, null);
+    try {
+      if (cluster !== null) cluster.planRemote(message, plan);
+      this.deliver(plan);
+      return cluster === null ? plan.delivered : plan.delivered + cluster.forward(message, plan);
+    } finally {
+      plan.end();
+    }
   }
 
   /**
@@ -132,30 +142,30 @@ export class Router {
    * this node for them). Not retained or forwarded again: the publishing node does that.
    */
   publishForwarded(message: Message, groups: readonly string[]): number {
-    return this.route(message, groups);
-  }
-
-  private route(message: Message, groups: readonly string[] | null): number {
     const plan = this.plan;
     plan.begin(message, groups);
     try {
-      this.trie.match(message.topic, this, visitEntry);
-      for (let i = 0; i < plan.count; i++) {
-        this.deliverTo(plan.sessions[i] as Session, plan.qos[i] as QoS, plan.retain[i] as boolean, plan.ids[i] as SubscriptionIds);
-      }
-      this.ctx.stats.messagesRouted++;
+      this.deliver(plan);
       return plan.delivered;
     } finally {
       plan.end();
     }
   }
 
+  /** The local part of the plan: walks the trie, then sends the sessions with several matches their one copy. */
+  private deliver(plan: RoutePlan): void {
+    this.trie.match((plan.message as Message).topic, this, visitEntry);
+    for (let i = 0; i < plan.count; i++) {
+      this.deliverTo(plan.sessions[i] as Session, plan.qos[i] as QoS, plan.retain[i] as boolean, plan.ids[i] as SubscriptionIds);
+    }
+    this.ctx.stats.messagesRouted++;
+  }
+
   /** @internal Whether the message being routed goes to this local shared group. */
   takesGroup(group: SharedGroup): boolean {
-    const forwarded = this.plan.groups;
-    if (forwarded !== null) return forwarded.includes(group.id);
-    const cluster = this.ctx.cluster;
-    return cluster === null || cluster.shareLocally(group.filter, group.group);
+    const plan = this.plan;
+    if (plan.groups !== null) return plan.groups.includes(group.id);
+    return plan.elsewhere.length === 0 || !plan.elsewhere.includes(group.id);
   }
 
   /** Sets or (empty payload) clears a retained message here and in the store; the cluster

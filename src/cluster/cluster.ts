@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
-import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
+import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
 import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
@@ -194,9 +194,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private saving: Promise<void> = Promise.resolve();
   /** A `cluster join` in progress: the seed's name and the link dialed to it. */
   private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
-  /** Forwarding pass of one publish: node -> shared groups picked for it; groups decided. */
-  private readonly targets = new Map<string, string[]>();
-  private readonly decided: GroupRoute[] = [];
+  /** The plan planRemote fills, while it walks the route tries (one synchronous pass). */
+  private planning: RemotePlan | null = null;
   private seq = 0;
   readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
@@ -927,66 +926,61 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.broadcast([Msg.RouteDel, filter, group]);
   }
 
-  beginPublish(message: Message): void {
+  planRemote(message: Message, plan: RemotePlan): void {
     message.origin = this.node;
     message.originSeq = ++this.seq;
-  }
-
-  shareLocally(filter: string, group: string): boolean {
-    const route = this.routes.groups.get(filter, group);
-    if (route === undefined) return true;
-    const n = route.nodes.length;
-    const pick = route.next % (n + 1);
-    route.next = pick + 1;
-    this.decided.push(route);
-    if (pick === n) return true;
-    this.target(route.nodes[pick] as string).push(routeId(filter, group));
-    return false;
+    this.planning = plan;
+    try {
+      this.routes.filters.match(message.topic, this, visitFilterRoute);
+      if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
+    } finally {
+      this.planning = null;
+    }
   }
 
   /** @internal */
   target(node: string): string[] {
-    let groups = this.targets.get(node);
-    if (groups === undefined) this.targets.set(node, (groups = []));
+    const nodes = (this.planning as RemotePlan).nodes;
+    let groups = nodes.get(node);
+    if (groups === undefined) nodes.set(node, (groups = []));
     return groups;
   }
 
-  /** @internal A remote group route matched a message no local member of the group decided. */
+  /** @internal A remote group route matched: one of its nodes gets the message, or this one when
+   *  it has members of the group too (round robin over them all). */
   pickGroup(route: GroupRoute): void {
-    if (this.decided.includes(route)) return;
-    const pick = route.next % route.nodes.length;
+    const id = routeId(route.filter, route.group);
+    const n = route.nodes.length;
+    const local = this.localRoutes.has(id);
+    const pick = route.next % (local ? n + 1 : n);
     route.next = pick + 1;
-    this.target(route.nodes[pick] as string).push(routeId(route.filter, route.group));
+    if (pick === n) return;
+    this.target(route.nodes[pick] as string).push(id);
+    if (local) (this.planning as RemotePlan).elsewhere.push(id);
   }
 
-  forward(message: Message): number {
-    this.routes.filters.match(message.topic, this, visitFilterRoute);
-    if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
+  forward(message: Message, plan: RemotePlan): number {
     let sent = 0;
-    if (this.targets.size > 0) {
-      for (const [node, groups] of this.targets) {
-        const link = this.members.get(node)?.link;
-        if (link == null) continue;
-        const backlog = link.backlog;
-        const bound = this.config.cluster.max_link_backlog;
-        if (message.qos === 0 && backlog > bound / 2) {
-          this.stats.forwardsDropped++;
-          continue;
-        }
-        if (backlog > bound) {
-          // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
-          this.stats.backlogFailures++;
-          this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
-          link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
-          continue;
-        }
-        link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
-        sent++;
+    for (const [node, groups] of plan.nodes) {
+      const link = this.members.get(node)?.link;
+      if (link == null) continue;
+      const backlog = link.backlog;
+      const bound = this.config.cluster.max_link_backlog;
+      if (message.qos === 0 && backlog > bound / 2) {
+        this.stats.forwardsDropped++;
+        continue;
       }
-      this.targets.clear();
-      this.forwardsSent += sent;
+      if (backlog > bound) {
+        // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
+        this.stats.backlogFailures++;
+        this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
+        link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
+        continue;
+      }
+      link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
+      sent++;
     }
-    this.decided.length = 0;
+    this.forwardsSent += sent;
     return sent;
   }
 
