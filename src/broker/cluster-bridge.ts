@@ -42,7 +42,7 @@ export interface RemotePlan {
 
 /** A message's cluster-wide identity, set by planRemote or carried by a forward; undefined
  *  for one published before the node was part of a cluster. */
-export function messageKey(message: Pick<Message, 'origin' | 'originSeq'>): string | undefined {
+export function messageKey(message: { readonly origin?: string | undefined; readonly originSeq?: number | undefined }): string | undefined {
   return message.origin === undefined ? undefined : `${message.origin}\0${message.originSeq ?? 0}`;
 }
 

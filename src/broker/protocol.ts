@@ -24,7 +24,7 @@ import type { PendingCheck } from './auth.js';
 import type { Broker, ClientConnection } from './broker.js';
 import { connacksFor } from './connack.js';
 import { NEVER_EXPIRES } from './sessions.js';
-import { outgoingProperties } from './message.js';
+import { Message, outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
 import { bump, DropReason, LimitHit } from './stats.js';
 import { WheelTimer } from './timer-wheel.js';
@@ -496,16 +496,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     let reason = 0;
     if (this.broker.acl.check('publish', this.clientId, this.username, topic)) {
       const expiry = properties?.messageExpiryInterval;
-      const matched = this.broker.router.publish({
-        topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties,
-        expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
-        from: this.clientId,
-        owned: false,
-      });
+      const expiresAt = expiry === undefined ? 0 : Date.now() + expiry * 1000;
+      const matched = this.broker.router.publish(new Message(topic, p.payload, p.qos, p.retain, properties, expiresAt, this.clientId, false));
       if (matched === 0 && this.version === 5) reason = ReasonCode.NoMatchingSubscribers;
     } else {
       this.broker.stats.publishDenied++;

@@ -5,6 +5,7 @@ import type { Acl } from './acl.js';
 import { messageKey, routeId, type ClusterBridge, type RemotePlan } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
 import { RetainedTree } from './retained-tree.js';
+import { messageRecord } from './session-journal.js';
 import { addSubscriptionId, type Session, type SessionLimits, type SubscriptionIds, type SubscriptionOptions } from './session.js';
 import type { BrokerStats } from './stats.js';
 import { SubscriptionTrie } from './subscription-trie.js';
@@ -180,7 +181,7 @@ export class Router {
     }
     ownPayload(message);
     this.retained.set(message.topic, message);
-    if (store !== null) store.putRetained(message);
+    if (store !== null) store.putRetained(messageRecord(message));
   }
 
   /** A retained message loaded from the store at start. */

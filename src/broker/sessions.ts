@@ -1,7 +1,8 @@
 import type { Properties } from '../mqtt/packets.js';
 import { ReasonCode } from '../mqtt/reason-codes.js';
-import { restoreSession, SessionJournal, toMessage } from '../store/journal.js';
+import { restoreSession, SessionJournal, toMessage } from './session-journal.js';
 import type { ClientConnection } from './broker.js';
+import { Message } from './message.js';
 import type { Router, RouterContext } from './router.js';
 import { Session, type SubscriptionOptions, type WillState } from './session.js';
 import { TimerWheel, WheelTimer } from './timer-wheel.js';
@@ -289,7 +290,7 @@ export class Sessions {
       if (rest.messageExpiryInterval !== undefined) expiresAt = Date.now() + rest.messageExpiryInterval * 1000;
     }
     stats.willsPublished++;
-    this.ctx.router.publish({ topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties, expiresAt, from: session.clientId, owned: true });
+    this.ctx.router.publish(new Message(will.topic, will.payload, will.qos, will.retain, properties, expiresAt, session.clientId, true));
   }
 
   /** Removes a session and all its subscriptions. */

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
-import type { Message } from '../broker/message.js';
+import { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
@@ -986,18 +986,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   private onForward(peer: string, m: LinkMessage): void {
     this.forwardsReceived++;
-    const message: Message = {
-      topic: m[1] as string,
-      payload: m[2] as Buffer,
-      qos: m[3] as 0 | 1 | 2,
-      retain: m[4] as boolean,
-      properties: (m[5] as Message['properties'] | null) ?? undefined,
-      expiresAt: m[6] as number,
-      from: m[7] as string,
-      owned: false,
-      origin: peer,
-      originSeq: m[8] as number,
-    };
+    const properties = (m[5] as Message['properties'] | null) ?? undefined;
+    const message = new Message(m[1] as string, m[2] as Buffer, m[3] as 0 | 1 | 2, m[4] as boolean, properties, m[6] as number, m[7] as string, false, peer, m[8] as number);
     this.broker.router.publishForwarded(message, m[9] as string[]);
   }
 
@@ -1010,7 +1000,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** A replicated retained message; a sync at link-up only fills topics we do not have. */
   private applyRetained(r: RetainWire, replace: boolean): void {
     if (!replace && this.broker.router.hasRetained(r[0])) return;
-    this.broker.router.applyRetained({ topic: r[0], payload: r[1], qos: r[2], retain: true, properties: r[3] ?? undefined, expiresAt: r[4], from: r[5], owned: false });
+    this.broker.router.applyRetained(new Message(r[0], r[1], r[2], true, r[3] ?? undefined, r[4], r[5], false));
   }
 }
 

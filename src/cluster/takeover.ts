@@ -7,9 +7,9 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { messageKey } from '../broker/cluster-bridge.js';
-import type { Message } from '../broker/message.js';
+import { Message } from '../broker/message.js';
 import type { Delivery, Session, SubscriptionIds } from '../broker/session.js';
-import { restoreSession, sessionRecord } from '../store/journal.js';
+import { inflightRecord, queuedRecord, restoreSession, sessionRecord } from '../broker/session-journal.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { sessionHeader, type InflightRecord, type QueuedRecord, type SessionPart } from '../store/store.js';
 import type { Link } from './link.js';
@@ -71,9 +71,9 @@ const MAX_REDIRECTS = 3;
 function exportParts(session: Session, epoch: number): SessionPart[] {
   const parts: SessionPart[] = [{ kind: 'session', record: sessionRecord(session, epoch) }];
   let seq = 0;
-  for (const [packetId, entry] of session.inflight) parts.push({ kind: 'inflight', packetId, entry: { ...entry, seq: ++seq } });
+  for (const [packetId, entry] of session.inflight) parts.push({ kind: 'inflight', packetId, entry: inflightRecord(entry, ++seq) });
   for (const packetId of session.incomingQos2) parts.push({ kind: 'incoming', packetId });
-  for (const entry of session.queue) parts.push({ kind: 'queued', entry: { ...entry, seq: ++seq } });
+  for (const entry of session.queue) parts.push({ kind: 'queued', entry: queuedRecord(entry, ++seq) });
   return parts;
 }
 
@@ -146,13 +146,7 @@ export class Takeover {
         this.host.log.warn({ err, clientId, owner: from }, 'takeover end failed; continuing with the session as handed over');
       }
       for (const w of buffered) {
-        const message: Message = {
-          topic: w[0], payload: w[1], qos: w[2], retain: w[3], properties: w[4] ?? undefined, expiresAt: w[5], from: w[6], owned: false,
-        };
-        if (w[7] !== null) {
-          message.origin = w[7];
-          message.originSeq = w[8];
-        }
+        const message = new Message(w[0], w[1], w[2], w[3], w[4] ?? undefined, w[5], w[6], false, w[7] ?? undefined, w[7] === null ? undefined : w[8]);
         const key = messageKey(message);
         if (key !== undefined && session.handover?.has(key) === true) continue; // already delivered here
         session.deliver(message, w[9], w[10], w[11], broker.limits, broker.stats);
