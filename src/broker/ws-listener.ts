@@ -5,6 +5,7 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, type us_socket_context_t, type WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
+import { LimitHit } from './stats.js';
 import type { ListenerGate } from './tcp-listener.js';
 
 /** The MQTT subprotocol names, in our order of preference [MQTT-6.0.0-3]. */
@@ -32,16 +33,25 @@ function flushAll(): void {
   flushQueue.length = 0;
 }
 
+/** The linger of an ended WebSocket ran out: the client read our last packet, or had 1 s to. */
+function closeLingered(conn: WsConnection): void {
+  if (conn.closed) return;
+  conn.broker.stats.hitLimit(LimitHit.CloseLinger, conn.protocol.clientId, 0);
+  conn.closeNow();
+}
+
 /** One WebSocket's I/O owner. Writes of one event-loop turn leave as one binary message. */
 class WsConnection implements Transport {
   readonly protocol: Protocol;
   closed = false;
+  /** end() was called: the last packet is out, the close frame waits for the linger. */
+  private ending = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<WsData>,
-    broker: Broker,
+    readonly broker: Broker,
     readonly remoteAddress: string,
   ) {
     broker.stats.connectionsLive++;
@@ -62,10 +72,24 @@ class WsConnection implements Transport {
     if (payload.length > 0) this.queue(payload);
   }
 
+  /**
+   * Flushes, then waits up to mqtt.close_linger for the client to close before sending the close
+   * frame, as TCP's end() does: uWS answers input after its close frame with a reset once its own
+   * closing timeout passes, so a client still sending acks would lose our DISCONNECT (or refusing
+   * CONNACK). What arrives meanwhile is discarded (the protocol is closed).
+   */
   end(): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     this.flush();
-    // The close handler runs inside end() and marks us closed.
+    if (this.closed) return;
+    const linger = this.broker.config.mqtt.close_linger;
+    if (linger === 0) return this.closeNow();
+    this.ending = true;
+    setTimeout(closeLingered, linger * 1000, this).unref();
+  }
+
+  /** The closing handshake now; the close handler runs inside ws.end() and marks us closed. */
+  closeNow(): void {
     if (!this.closed) this.ws.end(1000);
   }
 
