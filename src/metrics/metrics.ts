@@ -81,6 +81,9 @@ export class Metrics {
       // Refused at CONNECT by the eviction agent, whichever listener accepted the socket.
       if (src.rebalance !== undefined) emit({ listener: 'all', outcome: 'refused_evacuating' }, src.rebalance.agent.refusedConnects);
     });
+    this.gauge('tidemq_listener_accepting', 'Whether a listener accepts (0 while paused by listeners.stop_accepting_on_evacuation)', ['listener'], (emit) => {
+      for (const l of src.listeners) emit({ listener: l.name }, l.stats.accepting ? 1 : 0);
+    });
     this.gauge('tidemq_listener_connections', 'Open connections by listener, TLS/WebSocket handshakes and PROXY headers in progress included', ['listener'], (emit) => {
       for (const l of src.listeners) emit({ listener: l.name }, l.stats.live);
     });
