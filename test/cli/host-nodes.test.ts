@@ -193,3 +193,13 @@ t.test('tidemq start --nodes 3: one port, three joined nodes', async (t) => {
     t.notMatch(launcher.output(), /second signal/, 'no member was killed by a second signal');
   });
 });
+
+t.test('a bad --nodes value is a usage error (exit 2), nothing started', async (t) => {
+  await ensureBuilt();
+  for (const bad of ['0', 'abc', '257', '-1']) {
+    const p = spawnProcess({ name: `--nodes ${bad}`, command: process.execPath, args: [join(repoRoot, 'bin', 'tidemq'), 'start', `--nodes=${bad}`, '--mqtt-port', String(await freePort())] });
+    t.equal(await p.exited, 2, `--nodes ${bad}: exit 2`);
+    t.match(p.stderr(), `invalid --nodes value: ${bad} (expected 1-256 or auto)`, 'says what is expected');
+    t.notMatch(p.stdout(), /member started/, 'no member started');
+  }
+});
