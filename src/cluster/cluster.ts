@@ -10,6 +10,7 @@ import { rename, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
+import { Packr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
@@ -76,6 +77,13 @@ interface RegEntry {
  */
 function claimBeats(a: RegEntry, b: RegEntry): boolean {
   return a.at > b.at || (a.at === b.at && a.node < b.node);
+}
+
+/** Packs a turn's registry changes (Msg.RegBatch) once; every link then copies the bytes. */
+const regPackr = new Packr({ useRecords: false, moreTypes: false });
+
+function flushRegistry(cluster: Cluster): void {
+  cluster.flushRegistry();
 }
 
 export interface ClusterStatus {
@@ -146,6 +154,10 @@ export interface ClusterStats {
   forwardsDropped: number;
   /** Links closed because a QoS 1/2 forward found them over the backlog bound. */
   backlogFailures: number;
+  /** Registry changes (session opened or discarded here) announced to the peers. */
+  registryChanges: number;
+  /** RegBatch messages that carried them: changes / batches is the coalescing per turn. */
+  registryBatches: number;
 }
 
 export class Cluster implements ClusterBridge, LinkHandler {
@@ -154,6 +166,13 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly registry = new Map<string, RegEntry>();
   /** Winning claims on sessions this node was handing over when they came: settled at its end. */
   private readonly deferredClaims = new Map<string, RegEntry>();
+  /**
+   * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
+   * discard; the last change of a client wins. Sent as one RegBatch per turn, so a burst of
+   * connects costs each peer one message instead of one per connect.
+   */
+  private readonly regOut = new Map<string, number | null>();
+  private regScheduled = false;
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly members = new Map<string, Member>();
@@ -192,7 +211,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly targets = new Map<string, string[]>();
   private readonly decided: GroupRoute[] = [];
   private seq = 0;
-  readonly stats: ClusterStats = { refusals: new Map(), forwardsDropped: 0, backlogFailures: 0 };
+  readonly stats: ClusterStats = { refusals: new Map(), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   forwardsSent = 0;
   forwardsReceived = 0;
@@ -543,8 +562,10 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.onReg(peer, m[1] as string, m[2] as number);
         return;
       case Msg.Unreg:
-        if (this.registry.get(m[1] as string)?.node === peer) this.registry.delete(m[1] as string);
-        if (this.deferredClaims.get(m[1] as string)?.node === peer) this.deferredClaims.delete(m[1] as string);
+        this.onUnreg(peer, m[1] as string);
+        return;
+      case Msg.RegBatch:
+        this.onRegBatch(peer, m[1]);
         return;
       case Msg.RegSync:
         this.onRegSync(peer, m[1] as Array<[string, number]>);
@@ -827,13 +848,64 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (deferred !== undefined && deferred.at >= at) at = deferred.at + 1;
     this.deferredClaims.delete(clientId);
     this.registry.set(clientId, { node: this.node, at });
-    this.broadcast([Msg.Reg, clientId, at]);
+    this.queueReg(clientId, at);
   }
 
   sessionDiscarded(clientId: string): void {
     if (this.registry.get(clientId)?.node !== this.node) return;
     this.registry.delete(clientId);
-    this.broadcast([Msg.Unreg, clientId]);
+    this.queueReg(clientId, null);
+  }
+
+  private queueReg(clientId: string, at: number | null): void {
+    this.regOut.set(clientId, at);
+    if (this.regScheduled) return;
+    this.regScheduled = true;
+    setImmediate(flushRegistry, this);
+  }
+
+  /** @internal Sends this turn's registry changes (setImmediate callback). */
+  flushRegistry(): void {
+    this.regScheduled = false;
+    if (this.regOut.size === 0) return;
+    const flat: Array<string | number | null> = [];
+    for (const [clientId, at] of this.regOut) flat.push(clientId, at);
+    this.regOut.clear();
+    // A peer whose link comes up later gets the registry itself in its RegSync (sendState).
+    if (!this.hasLinks()) return;
+    this.stats.registryChanges += flat.length / 2;
+    this.stats.registryBatches++;
+    this.broadcast([Msg.RegBatch, regPackr.pack(flat)]);
+  }
+
+  private hasLinks(): boolean {
+    for (const m of this.members.values()) if (m.link !== null) return true;
+    return false;
+  }
+
+  private onRegBatch(peer: string, packed: unknown): void {
+    let flat: unknown;
+    try {
+      flat = packed instanceof Uint8Array ? regPackr.unpack(packed) : undefined;
+    } catch {
+      flat = undefined;
+    }
+    if (!Array.isArray(flat) || flat.length % 2 !== 0) {
+      this.log.warn({ peer }, 'malformed registry batch from a peer: ignored');
+      return;
+    }
+    for (let i = 0; i < flat.length; i += 2) {
+      const clientId: unknown = flat[i];
+      const at: unknown = flat[i + 1];
+      if (typeof clientId !== 'string') continue;
+      if (typeof at === 'number') this.onReg(peer, clientId, at);
+      else if (at === null) this.onUnreg(peer, clientId);
+    }
+  }
+
+  private onUnreg(peer: string, clientId: string): void {
+    if (this.registry.get(clientId)?.node === peer) this.registry.delete(clientId);
+    if (this.deferredClaims.get(clientId)?.node === peer) this.deferredClaims.delete(clientId);
   }
 
   /**
