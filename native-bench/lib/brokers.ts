@@ -108,8 +108,9 @@ export async function startBroker(id: BrokerId, paths: Paths, hostNodes = 0): Pr
     await waitForPort(port, READY_MS, () => child.exitCode === null && child.signalCode === null);
     // The port accepts once the first member listens: wait for every member's management port,
     // then a moment for their MQTT listeners (they start right after it).
-    for (let i = 1; i < hostNodes; i++) await waitForPort(mgmtPort + i, READY_MS, () => child.exitCode === null && child.signalCode === null);
-    if (hostNodes > 1) await new Promise((r) => setTimeout(r, 1000));
+    const members = id === 'tidemq' ? hostNodes : 0;
+    for (let i = 1; i < members; i++) await waitForPort(mgmtPort + i, READY_MS, () => child.exitCode === null && child.signalCode === null);
+    if (members > 1) await new Promise((r) => setTimeout(r, 1000));
   } catch (err) {
     await cleanup();
     throw new Error(`${id} did not start: ${(err as Error).message}${stderr ? `; stderr: ${stderr.trim()}` : ''}`);
