@@ -10,7 +10,6 @@ import { rename, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
-import { Packr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
@@ -78,9 +77,6 @@ interface RegEntry {
 function claimBeats(a: RegEntry, b: RegEntry): boolean {
   return a.at > b.at || (a.at === b.at && a.node < b.node);
 }
-
-/** Packs a turn's registry changes (Msg.RegBatch) once; every link then copies the bytes. */
-const regPackr = new Packr({ useRecords: false, moreTypes: false });
 
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();
@@ -168,8 +164,9 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly deferredClaims = new Map<string, RegEntry>();
   /**
    * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
-   * discard; the last change of a client wins. Sent as one RegBatch per turn, so a burst of
-   * connects costs each peer one message instead of one per connect.
+   * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
+   * CONNECTs the turn read), leaving in one link frame per peer. Still as Reg/Unreg: a node of an earlier version
+   * (a blue-green upgrade's other half) reads them.
    */
   private readonly regOut = new Map<string, number | null>();
   private regScheduled = false;
@@ -564,9 +561,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
       case Msg.Unreg:
         this.onUnreg(peer, m[1] as string);
         return;
-      case Msg.RegBatch:
-        this.onRegBatch(peer, m[1]);
-        return;
       case Msg.RegSync:
         this.onRegSync(peer, m[1] as Array<[string, number]>);
         return;
@@ -868,39 +862,19 @@ export class Cluster implements ClusterBridge, LinkHandler {
   flushRegistry(): void {
     this.regScheduled = false;
     if (this.regOut.size === 0) return;
-    const flat: Array<string | number | null> = [];
-    for (const [clientId, at] of this.regOut) flat.push(clientId, at);
-    this.regOut.clear();
+    const changes = this.regOut.size;
     // A peer whose link comes up later gets the registry itself in its RegSync (sendState).
-    if (!this.hasLinks()) return;
-    this.stats.registryChanges += flat.length / 2;
-    this.stats.registryBatches++;
-    this.broadcast([Msg.RegBatch, regPackr.pack(flat)]);
+    if (this.hasLinks()) {
+      for (const [clientId, at] of this.regOut) this.broadcast(at === null ? [Msg.Unreg, clientId] : [Msg.Reg, clientId, at]);
+      this.stats.registryChanges += changes;
+      this.stats.registryBatches++;
+    }
+    this.regOut.clear();
   }
 
   private hasLinks(): boolean {
     for (const m of this.members.values()) if (m.link !== null) return true;
     return false;
-  }
-
-  private onRegBatch(peer: string, packed: unknown): void {
-    let flat: unknown;
-    try {
-      flat = packed instanceof Uint8Array ? regPackr.unpack(packed) : undefined;
-    } catch {
-      flat = undefined;
-    }
-    if (!Array.isArray(flat) || flat.length % 2 !== 0) {
-      this.log.warn({ peer }, 'malformed registry batch from a peer: ignored');
-      return;
-    }
-    for (let i = 0; i < flat.length; i += 2) {
-      const clientId: unknown = flat[i];
-      const at: unknown = flat[i + 1];
-      if (typeof clientId !== 'string') continue;
-      if (typeof at === 'number') this.onReg(peer, clientId, at);
-      else if (at === null) this.onUnreg(peer, clientId);
-    }
   }
 
   private onUnreg(peer: string, clientId: string): void {

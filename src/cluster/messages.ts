@@ -30,9 +30,4 @@ export const enum Msg {
   Leave = 13,
   /** [Removed, name, at]: `name` was removed from the cluster (force-leave). */
   Removed = 14,
-  /**
-   * [RegBatch, packed]: the registry changes of one event-loop turn; `packed` is msgpack of
-   * [clientId, at | null, ...] (null: Unreg), packed once for all peers.
-   */
-  RegBatch = 15,
 }
