@@ -2,7 +2,7 @@
 // MQTT.js clients: connections spread over the nodes, an evacuated node stops accepting so new
 // clients land on its siblings (none refused), a kill -9'd node comes back on its data dir with
 // its persistent session, and SIGTERM stops everything with exit 0.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +100,10 @@ t.test('tidemq start --nodes 3: one port, three joined nodes', async (t) => {
     });
     for (const n of nodes) t.match(status, n.name, `${n.name} listed`);
     for (const n of nodes) t.equal(((await v5(n, 'GET', '/nodes')) as Array<{ node: string }>)[0]?.node, n.name, `management port ${n.mgmtPort} is ${n.name}`);
+    // The members' young generation (MEMBER_V8_FLAGS), given at fork: no relaunched process.
+    for (const pid of memberPids(launcher.output()).values()) {
+      t.match(readFileSync(`/proc/${pid}/environ`, 'utf8'), /NODE_OPTIONS=[^\0]*--max-semi-space-size=8/, `member ${pid} runs with --max-semi-space-size=8`);
+    }
   });
 
   await t.test('clients on the one port spread over the nodes', async (t) => {
