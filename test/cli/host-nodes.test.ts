@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { open } from 'lmdb';
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
 import { v5 } from '../helpers/admin.js';
@@ -57,6 +58,17 @@ function connectOnce(port: number, opts: mqtt.IClientOptions): Promise<{ client:
       reject(err);
     });
   });
+}
+
+/** Client ids of the sessions committed to a node's store, read from the side (LMDB allows it). */
+function storedClientIds(path: string): string[] {
+  const env = open({ path, maxDbs: 12, readOnly: true });
+  try {
+    const sessions = env.openDB<{ record: { clientId: string } }, number>({ name: 'sessions' });
+    return [...sessions.getRange()].map(({ value }) => value.record.clientId);
+  } finally {
+    void env.close();
+  }
 }
 
 /** Members' PIDs from the launcher's "member started" lines, the latest per member. */
@@ -172,6 +184,8 @@ t.test('tidemq start --nodes 3: one port, three joined nodes', async (t) => {
       }
       return undefined;
     });
+    // Writes are async (lmdb-js commits them off the event loop): kill only once it is committed.
+    await until('the session committed to the member\'s store', async () => (storedClientIds(join(dataDir, (nodes[owner] as (typeof nodes)[number]).name, 'lmdb')).includes('persist') ? true : undefined));
     const pid = memberPids(launcher.output()).get(owner + 1) as number;
     process.kill(pid, 'SIGKILL');
     const newPid = await until('the member restarted', async () => {
@@ -185,6 +199,15 @@ t.test('tidemq start --nodes 3: one port, three joined nodes', async (t) => {
     const again = await connectOnce(mqttPort, { clientId: 'persist', clean: false });
     clients.push(again.client);
     t.equal(again.sessionPresent, true, 'session present on reconnect');
+    // A crash loop backs off: the same member killed again at once waits twice as long.
+    process.kill(newPid, 'SIGKILL');
+    await until('the second restart', async () => {
+      const p = memberPids(launcher.output()).get(owner + 1);
+      return p !== undefined && p !== newPid ? p : undefined;
+    });
+    const restarts = launcher.output().split('\n').filter((l) => l.includes('member exited: restarting')).map((l) => JSON.parse(l) as { crashes: number; restart_in_ms: number });
+    t.same(restarts.map((r) => [r.crashes, r.restart_in_ms]), [[1, 1000], [2, 2000]], 'restarted after 1 s, then after 2 s');
+    await until('the member serving again', async () => v5(nodes[owner] as (typeof nodes)[number], 'GET', '/nodes'));
   });
 
   await t.test('SIGTERM to the launcher stops every member, exit 0', async (t) => {
