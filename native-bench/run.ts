@@ -84,7 +84,7 @@ async function main(): Promise<number> {
       const order = brokers.map((_, i) => brokers[(i + rep) % brokers.length] as BrokerId);
       for (const b of order) {
         if (sc.pubsub && isReference(b)) continue;
-        if (sc.only !== undefined && !sc.only.includes(b)) continue;
+        if (sc.brokers !== undefined && !sc.brokers.includes(b)) continue;
         if (skipped[b]) continue;
         let running;
         try {

@@ -68,7 +68,9 @@ export async function startBroker(id: BrokerId, paths: Paths, hostNodes = 0): Pr
       writeFileSync(
         join(tmp, 'mosquitto.conf'),
         [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'max_connections -1', 'set_tcp_nodelay true',
-          'persistence false', 'log_dest none', ''].join('\n'),
+          'persistence false', 'log_dest none',
+          // tidemq's defaults for the memory section: mqtt.max_queued and mqtt.max_queued_bytes
+          'max_queued_messages 1000', 'max_queued_bytes 67108864', ''].join('\n'),
       );
       cmd = 'mosquitto';
       args = ['-c', join(tmp, 'mosquitto.conf')];

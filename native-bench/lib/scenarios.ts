@@ -1,5 +1,6 @@
 // The benchmark scenarios: the same nbench run against every broker.
-import type { RunningBroker } from './brokers.js';
+import type { BrokerId, RunningBroker } from './brokers.js';
+import { MEMORY_SCENARIOS } from './memory-scenarios.js';
 import { num, runNbench, type Result } from './nbench.js';
 import { cpuSeconds, establishedOnPort, rssBytes, sleep, treeCpuSeconds } from './proc.js';
 
@@ -28,8 +29,7 @@ export interface Scenario {
   unit: string;
   better: 'higher' | 'lower';
   pubsub: boolean; // needs a real broker (routing)
-  /** Runs against these brokers only (default all that fit). */
-  only?: readonly string[];
+  brokers?: readonly BrokerId[]; // only these (default: all that qualify)
   /** tidemq runs as `start --nodes hostNodes` on one port for this scenario. */
   host?: boolean;
   run(ctx: RunContext): Promise<Sample>;
@@ -156,7 +156,7 @@ const hostScenario: Scenario = {
   unit: 'conn/s',
   better: 'higher',
   pubsub: false,
-  only: ['tidemq', 'mosquitto'],
+  brokers: ['tidemq', 'mosquitto'],
   host: true,
   async run(ctx) {
     const total = ctx.quick ? 4000 : 15000;
@@ -192,5 +192,6 @@ export const SCENARIOS: readonly Scenario[] = [
   pubsubScenario('fanout', 'Fan-out 1 -> 1000, QoS 0, 64 B', ['--subs', '1000', '--pubs', '1', '--duration', '5'], ['--subs', '200', '--pubs', '1', '--duration', '2']),
   pubsubScenario('fanin', 'Fan-in 100 -> 1, QoS 0, 64 B', ['--subs', '1', '--pubs', '100', '--duration', '5'], ['--subs', '1', '--pubs', '100', '--duration', '2']),
   connScenario('persistent-rate', 'Persistent-session connect rate (3.1.1, clean session 0)', 'conn_per_s', ['-n', '10000', '--persistent'], ['-n', '2000', '--persistent']),
+  ...MEMORY_SCENARIOS,
   hostScenario,
 ];

@@ -2,7 +2,7 @@
 // field names. A client is a session: connected ones carry their connection's details.
 import { Protocol } from '../broker/protocol.js';
 import type { Session } from '../broker/session.js';
-import { ReasonCode } from '../mqtt/reason-codes.js';
+import { DROP_REASONS } from '../broker/stats.js';
 import { done, ok, page, type ApiRequest, type ApiVersion, type Route } from './api.js';
 import type { AdminContext } from './context.js';
 import { ApiError } from './errors.js';
@@ -33,11 +33,21 @@ function clientRecord(ctx: AdminContext, session: Session, version: ApiVersion):
     created_at: formatTime(session.createdAt, version),
     subscriptions_cnt: session.subscriptions.size,
     [version === 'v4' ? 'inflight' : 'inflight_cnt']: session.inflight.size,
-    mqueue_len: session.queue.length,
+    mqueue_len: session.queuedCount,
+    max_mqueue: ctx.broker.config.mqtt.max_queued,
+    mqueue_bytes: session.queuedBytes,
+    // What was not delivered to this client: queue overflow (EMQX's mqueue_dropped), then by reason.
+    mqueue_dropped: dropsOf(session, 0),
+    'send_msg.dropped': DROP_REASONS.reduce((sum, _r, i) => sum + dropsOf(session, i), 0),
   };
+  DROP_REASONS.forEach((reason, i) => (record[`send_msg.dropped.${reason}`] = dropsOf(session, i)));
   if (conn !== null) record.connected_at = formatTime(conn.connectedAt, version);
   else if (session.disconnectedAt !== 0) record.disconnected_at = formatTime(session.disconnectedAt, version);
   return record;
+}
+
+function dropsOf(session: Session, reason: number): number {
+  return session.drops === null ? 0 : (session.drops[reason] as number);
 }
 
 function lookup(ctx: AdminContext, req: ApiRequest): Session | undefined {
@@ -76,14 +86,18 @@ export function clientRoutes(ctx: AdminContext): Route[] {
     {
       method: 'DELETE',
       path: '/clients/:clientid',
-      handler: (req) => {
-        const session = lookup(ctx, req);
-        if (session === undefined) throw notFound();
-        const owner = session.owner;
-        // A server-side disconnect: 5.0 gets DISCONNECT 0x98, and the will is published [MQTT-3.1.2-8].
-        if (owner instanceof Protocol) owner.disconnect(ReasonCode.AdministrativeAction, true);
-        // A disconnected session is discarded, as EMQX 4.4 does.
-        else ctx.broker.endSession(session);
+      handler: async (req) => {
+        const clientId = req.params.clientid as string;
+        // Wherever in the cluster the session is, the same answer: kicked (connected) or discarded
+        // with its pending will (disconnected), as EMQX 4.4 does.
+        if (ctx.broker.kick(clientId)) return done();
+        let kicked: boolean;
+        try {
+          kicked = ctx.cluster !== undefined && (await ctx.cluster.kickRemote(clientId));
+        } catch (err) {
+          throw new ApiError('unavailable', `kick ${clientId}: ${(err as Error).message}`);
+        }
+        if (!kicked) throw notFound();
         return done();
       },
     },

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { encodePacket } from '../mqtt/encode.js';
 import { PacketType, type Properties, type ProtocolVersion, type QoS } from '../mqtt/packets.js';
+import { ReasonCode } from '../mqtt/reason-codes.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import { restoreSession, SessionJournal, toMessage } from '../store/journal.js';
 import { DurableAcks } from '../store/durable-acks.js';
@@ -11,8 +12,9 @@ import type { Acl } from './acl.js';
 import type { Authenticator } from './auth.js';
 import { messageKey, routeId, type ClusterBridge } from './cluster-bridge.js';
 import { ownPayload, type Message } from './message.js';
+import { LimitLog } from './limit-log.js';
 import { RetainedTree } from './retained-tree.js';
-import { Session, type SessionLimits, type SessionOwner, type SubscriptionOptions, type WillState } from './session.js';
+import { addSubscriptionId, Session, type SessionLimits, type SessionOwner, type SubscriptionIds, type SubscriptionOptions, type WillState } from './session.js';
 import { BrokerStats } from './stats.js';
 import { SubscriptionTrie } from './subscription-trie.js';
 import { TimerWheel, WheelTimer } from './timer-wheel.js';
@@ -91,6 +93,17 @@ export class Broker {
   /** The message being routed by publish(); the trie visitor reads it instead of a closure. */
   private routing: Message | null = null;
   private routed = 0;
+  /**
+   * The sessions the routed message's plain subscriptions matched, in match order, and what their
+   * matching subscriptions add up to (Session.routeSlot indexes these): each gets one copy
+   * [MQTT-3.3.4-2]. Parallel arrays reused across publishes, never shortened (that would drop
+   * their storage): entries [0, matchedCount) are this publish's; nothing is allocated per match.
+   */
+  private matchedCount = 0;
+  private readonly matched: Array<Session | null> = [];
+  private readonly matchedQos: QoS[] = [];
+  private readonly matchedRetain: boolean[] = [];
+  private readonly matchedIds: SubscriptionIds[] = [];
   /** Set by the cluster when this node is part of one; null keeps the broker single-node. */
   cluster: ClusterBridge | null = null;
   /** While routing a message forwarded by another node: the shared groups it is for here. */
@@ -106,7 +119,8 @@ export class Broker {
     readonly store: SessionStore | null = null,
   ) {
     this.durableAcks = store === null ? null : new DurableAcks(store, log);
-    this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes };
+    this.limits = { maxQueued: config.mqtt.max_queued, maxQueuedBytes: config.mqtt.max_queued_bytes, maxInflightBytes: config.mqtt.max_inflight_bytes };
+    this.stats.limitLog = new LimitLog(log);
     const mqtt = config.mqtt;
     const p: Properties = {};
     if (mqtt.max_inflight < 65535) p.receiveMaximum = mqtt.max_inflight;
@@ -170,9 +184,20 @@ export class Broker {
     this.routing = message;
     this.forwardedGroups = groups;
     this.routed = 0;
+    const matched = this.matched;
     try {
       this.subscriptions.match(message.topic, this, visitEntry);
+      for (let i = 0; i < this.matchedCount; i++) {
+        this.deliverTo(matched[i] as Session, this.matchedQos[i] as QoS, this.matchedRetain[i] as boolean, this.matchedIds[i] as SubscriptionIds);
+      }
     } finally {
+      // The references go, so the arrays keep no ended session alive.
+      for (let i = 0; i < this.matchedCount; i++) {
+        (matched[i] as Session).routeSlot = -1;
+        matched[i] = null;
+        this.matchedIds[i] = 0;
+      }
+      this.matchedCount = 0;
       this.routing = null;
       this.forwardedGroups = null;
     }
@@ -204,12 +229,53 @@ export class Broker {
     return !sub.readCheck || this.acl.mayRead(sub.session.clientId, sub.session.username, (this.routing as Message).topic);
   }
 
-  /** @internal Called for each matching trie entry by visitEntry. */
-  deliverTo(sub: Subscriber): void {
+  /**
+   * @internal Called by visitEntry for each matching plain subscription: the first one of a
+   * session with several subscriptions adds it to the match list; another one of the same session
+   * (overlapping filters) makes that one copy go at the higher QoS and carry its Subscription
+   * Identifier too [MQTT-3.3.4-2] [MQTT-3.3.4-3]. Retain-as-published: the retain flag is kept if
+   * any of them asks so.
+   */
+  matchSubscriber(sub: Subscriber): void {
     const message = this.routing as Message;
     const options = sub.options;
-    if (options.noLocal && sub.session.clientId === message.from) return; // [MQTT-3.8.3-3]
-    const handover = sub.session.handover;
+    const session = sub.session;
+    if (options.noLocal && session.clientId === message.from) return; // [MQTT-3.8.3-3]
+    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+    const retain = options.retainAsPublished && message.retain;
+    // The common case: no other subscription of the session can match, so it is delivered now.
+    if (session.subscriptions.size === 1) {
+      this.deliverTo(session, qos, retain, options.subscriptionId);
+      return;
+    }
+    const slot = session.routeSlot;
+    if (slot < 0) {
+      const n = this.matchedCount++;
+      session.routeSlot = n;
+      this.matched[n] = session;
+      this.matchedQos[n] = qos;
+      this.matchedRetain[n] = retain;
+      this.matchedIds[n] = options.subscriptionId;
+      return;
+    }
+    if (qos > (this.matchedQos[slot] as QoS)) this.matchedQos[slot] = qos;
+    if (retain) this.matchedRetain[slot] = true;
+    this.matchedIds[slot] = addSubscriptionId(this.matchedIds[slot] as SubscriptionIds, options.subscriptionId);
+  }
+
+  /** @internal A shared group's pick: a delivery of its own, whatever else the session matched. */
+  deliverShared(sub: Subscriber): void {
+    const message = this.routing as Message;
+    const options = sub.options;
+    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+    this.deliverTo(sub.session, qos, options.retainAsPublished && message.retain, options.subscriptionId);
+  }
+
+  /** One copy of the routed message to one session. */
+  private deliverTo(session: Session, qos: QoS, retain: boolean, subscriptionIds: SubscriptionIds): void {
+    const message = this.routing as Message;
+    const handover = session.handover;
     if (handover !== null) {
       // Taken over from another node just now: a message that reached both nodes is delivered once.
       const key = messageKey(message);
@@ -219,10 +285,7 @@ export class Broker {
       }
     }
     this.routed++;
-    const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
-    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-    const retain = options.retainAsPublished && message.retain;
-    sub.session.deliver(message, qos, retain, options.subscriptionId, this.limits, this.stats);
+    session.deliver(message, qos, retain, subscriptionIds, this.limits, this.stats);
   }
 
   /**
@@ -349,11 +412,14 @@ export class Broker {
       }
     }
     const restored: Session[] = [];
+    /** Expired while the node was down with their wills still pending. */
+    const ended: Session[] = [];
     for (const stored of store.loadSessions()) {
-      const session = restoreSession(stored, store, now);
+      const session = restoreSession(stored, store, now, { limits: this.limits, stats: this.stats });
       const expiry = session.expiryInterval;
       if (expiry !== NEVER_EXPIRES && session.disconnectedAt + expiry * 1000 <= now) {
-        store.deleteSession(session.clientId, stored.sid);
+        if (session.will !== undefined) ended.push(session);
+        else store.deleteSession(session.clientId, stored.sid);
         counts.expired++;
         continue;
       }
@@ -363,6 +429,12 @@ export class Broker {
     }
     // Every subscriber is in place before an overdue will goes out.
     for (const session of restored) this.scheduleEnd(session, now);
+    // The session ended while the node was down, and its will with it [MQTT-3.1.3-9]: published
+    // now, once (the stored will is gone with the session), before the session is discarded.
+    for (const session of ended) {
+      this.publishWill(session);
+      this.discard(session);
+    }
     counts.sessions = restored.length;
     return counts;
   }
@@ -412,10 +484,24 @@ export class Broker {
    * out [MQTT-3.1.3-9]. Also the management API's kick of a disconnected client (EMQX discards
    * such a session). Returns whether it ended one.
    */
-  endSession(session: Session): boolean {
+  private endSession(session: Session): boolean {
     if (session.owner !== null || this.sessions.get(session.clientId) !== session) return false;
     if (session.will !== undefined) this.publishWill(session);
     this.discard(session);
+    return true;
+  }
+
+  /**
+   * The management API's kick, on the node that holds the session: a live connection ends
+   * server-side (5.0 DISCONNECT 0x98, the will is published [MQTT-3.1.2-8]); a disconnected
+   * session is discarded with its pending will, as EMQX 4.4 does. False when there is none here.
+   */
+  kick(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return false;
+    const owner = session.owner;
+    if (owner !== null) (owner as ClientConnection).disconnect(ReasonCode.AdministrativeAction, true);
+    else this.endSession(session);
     return true;
   }
 
@@ -549,7 +635,7 @@ export class Broker {
 
 function visitEntry(broker: Broker, entry: TrieEntry): void {
   if (entry.kind === 0) {
-    if (broker.mayRead(entry)) broker.deliverTo(entry);
+    if (broker.mayRead(entry)) broker.matchSubscriber(entry);
     else broker.stats.deliveriesDenied++;
     return;
   }
@@ -571,7 +657,7 @@ function visitEntry(broker: Broker, entry: TrieEntry): void {
     return;
   }
   entry.next = (chosen + 1) % n;
-  broker.deliverTo(members[chosen] as Subscriber);
+  broker.deliverShared(members[chosen] as Subscriber);
 }
 
 function visitRetained(broker: Broker, _topic: string, message: Message): void {

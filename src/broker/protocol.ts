@@ -24,7 +24,7 @@ import type { PendingCheck } from './auth.js';
 import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
 import { outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
-import { bump } from './stats.js';
+import { bump, DropReason, LimitHit } from './stats.js';
 import { WheelTimer } from './timer-wheel.js';
 
 /** What the protocol needs from the connection's I/O owner. */
@@ -36,6 +36,12 @@ export interface Transport {
   readonly backlog: number;
   /** Flushes what was written, then closes. */
   end(): void;
+  /** Closes now, dropping unsent output (a client that does not read would hold it forever). */
+  destroy(): void;
+  /** Stops reading the client's bytes (a CONNECT waits for its password check or its session);
+   *  a transport that cannot stop reading leaves it to the pending-bytes bound. */
+  pause(): void;
+  resume(): void;
   readonly remoteAddress: string;
   /** The client's port, when the transport knows it (not behind a PROXY header). */
   readonly remotePort?: number | undefined;
@@ -52,10 +58,6 @@ const enum State {
 
 /** A client keepalive is up after 1.5 times its interval [MQTT-3.1.2-24]. */
 const KEEPALIVE_GRACE = 1.5;
-/** Frames a client may pipeline behind CONNECT while a password check runs. */
-const MAX_PENDING_FRAMES = 64;
-/** Bytes of unsent output after which QoS 0 to this client is dropped and QoS 1/2 waits. */
-const MAX_BACKLOG = 4 * 1024 * 1024;
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
 
@@ -78,7 +80,20 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private clientTopicAliasMax = 0;
   private aliasesIn: Map<number, string> | null = null;
   private aliasesOut: Map<string, number> | null = null;
+  /** Topic bytes in aliasesOut (mqtt.max_topic_alias_bytes). */
+  private aliasBytes = 0;
   private pending: Array<[number, Buffer]> | null = null;
+  /** Bytes of the frames in `pending` (mqtt.max_pending_bytes). */
+  private pendingBytes = 0;
+  /** Bytes this connection counts in the node's pre-CONNECT total (mqtt.max_connecting_bytes). */
+  private connectingHeld = 0;
+  /** The CONNECT's size while it waits for its verdict. */
+  private connectBytes = 0;
+  /** ms since the output has been over mqtt.max_output_buffer without draining, 0 when not. */
+  private slowSince = 0;
+  private slowTimer: WheelTimer | null = null;
+  /** Connection-level bounds already logged for this client (bit per LimitHit). */
+  private limitsLogged = 0;
   /** The password check this connection waits for: cancelled if it closes first. */
   private authCheck: PendingCheck | null = null;
   /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
@@ -100,8 +115,38 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     broker.connections.add(this);
   }
 
+  /** Over the output mark (mqtt.max_output_buffer): QoS 0 is dropped, QoS 1/2 waits in the queue;
+   *  a connection that stays over it for mqtt.slow_consumer_timeout is closed. */
   get congested(): boolean {
-    return this.transport.backlog > MAX_BACKLOG;
+    if (this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) return false;
+    if (this.slowSince === 0) this.overOutputMark();
+    return true;
+  }
+
+  private overOutputMark(): void {
+    this.slowSince = Date.now();
+    const timeout = this.broker.config.mqtt.slow_consumer_timeout;
+    if (timeout === 0) return;
+    this.slowTimer ??= new WheelTimer((now) => this.checkSlow(now));
+    this.broker.wheel.schedule(this.slowTimer, this.slowSince + timeout * 1000);
+  }
+
+  private checkSlow(now: number): void {
+    if (this.state !== State.Connected || this.slowSince === 0) return;
+    if (this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
+      this.slowSince = 0;
+      return;
+    }
+    this.broker.log.debug({ clientId: this.clientId, backlog: this.transport.backlog, overForMs: now - this.slowSince }, 'slow consumer');
+    this.hitLimit(LimitHit.SlowConsumer);
+    // Quota exceeded: its share of the node's output memory. The DISCONNECT could only queue
+    // behind the output it does not read, so the connection is dropped with that output.
+    bump(this.broker.stats.serverDisconnects, ReasonCode.QuotaExceeded, 1);
+    this.close(true, true);
+  }
+
+  private hitLimit(limit: LimitHit): void {
+    this.limitsLogged = this.broker.stats.hitLimit(limit, this.clientId, this.limitsLogged);
   }
 
   get connected(): boolean {
@@ -131,9 +176,33 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (this.state === State.Closed) return;
     try {
       this.reader.push(chunk);
+      if (this.state === State.AwaitingConnect || this.state === State.Authenticating) this.holdConnecting();
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /**
+   * Before CONNACK a connection's bytes count against the node's total (mqtt.max_connecting_bytes):
+   * the packet being assembled (its buffer is allocated at its declared length), the CONNECT
+   * waiting for its verdict and what was pipelined behind it. Past the total it is refused.
+   */
+  private holdConnecting(): void {
+    const held = this.reader.reserved + this.connectBytes + this.pendingBytes;
+    const stats = this.broker.stats;
+    stats.connectingBytes += held - this.connectingHeld;
+    this.connectingHeld = held;
+    if (held > 0 && stats.connectingBytes > this.broker.config.mqtt.max_connecting_bytes) {
+      this.hitLimit(LimitHit.ConnectingBytes);
+      throw new ProtocolError(ReasonCode.QuotaExceeded, 'node-wide bytes before CONNACK over mqtt.max_connecting_bytes');
+    }
+  }
+
+  private releaseConnecting(): void {
+    this.broker.stats.connectingBytes -= this.connectingHeld;
+    this.connectingHeld = 0;
+    this.connectBytes = 0;
+    this.pendingBytes = 0;
   }
 
   onFrame(header: number, body: Buffer): boolean {
@@ -147,12 +216,16 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
         // Level byte of an "MQTT" CONNECT: a bad 5.0 CONNECT is then answered with a CONNACK
         // reason code before the close (spec 4.13.1), 3.x with a plain close.
         if (body[6] === 5) this.version = 5;
+        this.connectBytes = body.length;
         this.onConnect(decodeConnect(body));
         break;
       case State.Authenticating:
-        // Clients may send before CONNACK arrives; keep a bounded backlog until auth decides.
-        if (this.pending === null || this.pending.length >= MAX_PENDING_FRAMES) {
-          throw new ProtocolError(ReasonCode.QuotaExceeded, 'too many packets before CONNACK');
+        // Clients may send before CONNACK arrives. The transport is paused, so only the rest of
+        // the chunk being read lands here (a WebSocket cannot pause: its bound is this one).
+        this.pendingBytes += body.length;
+        if (this.pending === null || this.pendingBytes > this.broker.config.mqtt.max_pending_bytes) {
+          this.hitLimit(LimitHit.PendingBytes);
+          throw new ProtocolError(ReasonCode.QuotaExceeded, 'bytes sent before CONNACK over mqtt.max_pending_bytes');
         }
         this.pending.push([header, body]);
         break;
@@ -171,7 +244,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     switch (packet.type) {
       case PacketType.PUBACK:
       case PacketType.PUBCOMP:
-        (this.session as Session).complete(packet.packetId);
+        (this.session as Session).complete(packet.packetId, this.broker.limits, this.broker.stats);
         break;
       case PacketType.PUBREC:
         this.onPubrec(packet);
@@ -253,6 +326,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     else {
       this.state = State.Authenticating;
       this.pending = [];
+      this.transport.pause();
       this.authCheck = verdict;
       // Never rejects: a failing scrypt counts as a wrong password (auth.ts).
       void verdict.result.then((ok) => {
@@ -280,6 +354,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (pull !== null) {
         this.state = State.Authenticating;
         this.pending ??= [];
+        this.transport.pause();
         pull.then(
           () => {
             if (this.state !== State.Authenticating) return;
@@ -316,6 +391,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     );
     this.session = session;
     this.state = State.Connected;
+    this.releaseConnecting();
 
     let keepalive = c.keepalive;
     let serverKeepAlive: number | undefined;
@@ -343,13 +419,14 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.scheduleKeepalive(now);
     this.cleanStart = c.cleanStart;
     this.connectedAt = now;
-    session.attach(this);
+    session.attach(this, this.broker.limits, this.broker.stats);
   }
 
   private replayPending(): void {
     if (this.state !== State.Connected) return; // refused, or still waiting for a session pull
     const pending = this.pending ?? [];
     this.pending = null;
+    this.transport.resume();
     try {
       for (const [header, body] of pending) {
         if (this.state !== State.Connected) return;
@@ -481,7 +558,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private onPubrec(p: AckPacket): void {
     const session = this.session as Session;
     if (p.reasonCode >= 0x80) {
-      session.complete(p.packetId); // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
+      session.complete(p.packetId, this.broker.limits, this.broker.stats); // the receiver refused it: the flow ends here [MQTT-4.3.3-?]
       return;
     }
     const known = session.received(p.packetId);
@@ -501,7 +578,10 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       const shared = parseSharedFilter(req.filter);
       const filter = typeof shared === 'object' ? shared.filter : req.filter;
       let code: number = Math.min(req.qos, mqtt.max_qos);
-      if (typeof shared === 'string' || topicFilterError(filter, mqtt.max_topic_levels) !== undefined) {
+      if (mqtt.max_subscriptions > 0 && session.subscriptions.size >= mqtt.max_subscriptions && !session.subscriptions.has(req.filter)) {
+        code = ReasonCode.QuotaExceeded; // 3.x: 0x80 below
+        session.limitHit(LimitHit.Subscriptions, this.broker.stats);
+      } else if (typeof shared === 'string' || topicFilterError(filter, mqtt.max_topic_levels) !== undefined) {
         code = ReasonCode.TopicFilterInvalid;
       } else if (shared !== undefined && req.noLocal) {
         throw new ProtocolError(ReasonCode.ProtocolError, 'No Local on a shared subscription'); // [MQTT-3.8.3-4]
@@ -607,7 +687,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.close(true);
   }
 
-  private close(publishWill: boolean): void {
+  /** `abort`: drop unsent output instead of flushing it (a client that does not read). */
+  private close(publishWill: boolean, abort = false): void {
     if (this.state === State.Closed) return;
     const wasConnected = this.state === State.Connected;
     this.state = State.Closed;
@@ -617,7 +698,10 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
     this.broker.connections.delete(this);
     this.broker.wheel.cancel(this.timer);
-    this.transport.end();
+    if (this.slowTimer !== null) this.broker.wheel.cancel(this.slowTimer);
+    if (this.connectingHeld > 0) this.releaseConnecting();
+    if (abort) this.transport.destroy();
+    else this.transport.end();
     const session = this.session;
     if (wasConnected && session !== null && session.owner === this) {
       this.broker.closeSession(session, publishWill, Date.now());
@@ -646,11 +730,15 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   sendPublish(d: Delivery, packetId: number, dup: boolean): boolean {
     const message = d.message;
     let properties = outgoingProperties(message, Date.now());
-    if (properties === null) return false; // expired [MQTT-3.3.2-5]
+    if (properties === null) {
+      (this.session as Session).countDrop(DropReason.Expired, this.broker.stats); // [MQTT-3.3.2-5]
+      return false;
+    }
     let topic = message.topic;
     let newAlias = 0;
     if (this.version === 5) {
-      if (d.subscriptionId !== 0) properties = { ...properties, subscriptionIdentifiers: [d.subscriptionId] };
+      const ids = d.subscriptionId;
+      if (ids !== 0) properties = { ...properties, subscriptionIdentifiers: typeof ids === 'number' ? [ids] : ids };
       if (this.clientTopicAliasMax > 0) {
         // Aliases are handed out first come, up to the client's Topic Alias Maximum.
         const aliases = (this.aliasesOut ??= new Map());
@@ -659,17 +747,22 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
           properties = { ...properties, topicAlias: alias };
           topic = '';
         } else if (aliases.size < this.clientTopicAliasMax) {
-          newAlias = aliases.size + 1;
-          properties = { ...properties, topicAlias: newAlias };
+          if (this.aliasBytes + topic.length <= this.broker.config.mqtt.max_topic_alias_bytes) {
+            newAlias = aliases.size + 1;
+            properties = { ...properties, topicAlias: newAlias };
+          } else (this.session as Session).limitHit(LimitHit.TopicAliasBytes, this.broker.stats);
         }
       }
     } else properties = undefined;
     const header = encodePublishHeader(topic, d.qos, d.retain, dup, packetId, properties, message.payload.length, this.version);
     if (this.clientMaxPacketSize > 0 && header.length + message.payload.length > this.clientMaxPacketSize) {
-      this.broker.stats.dropped++; // [MQTT-3.1.2-25] discarded as if delivered
+      (this.session as Session).countDrop(DropReason.TooLarge, this.broker.stats); // [MQTT-3.1.2-25] discarded as if delivered
       return false;
     }
-    if (newAlias !== 0) this.aliasesOut?.set(topic, newAlias);
+    if (newAlias !== 0) {
+      this.aliasesOut?.set(topic, newAlias);
+      this.aliasBytes += topic.length;
+    }
     this.broker.stats.countOut(PacketType.PUBLISH, header.length + message.payload.length);
     this.transport.writePublish(header, message.payload);
     return true;
@@ -690,7 +783,11 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
    * with nothing in flight no acknowledgement would ever drain them.
    */
   drained(): void {
+    if (this.slowSince !== 0 && this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
+      this.slowSince = 0;
+      if (this.slowTimer !== null) this.broker.wheel.cancel(this.slowTimer);
+    }
     const session = this.session;
-    if (this.state === State.Connected && session !== null && session.owner === this) session.drain(this);
+    if (this.state === State.Connected && session !== null && session.owner === this) session.drain(this, this.broker.limits, this.broker.stats);
   }
 }

@@ -1,6 +1,8 @@
 import type { QoS, Will } from '../mqtt/packets.js';
 import type { SessionJournal } from '../store/journal.js';
+import { DeliveryQueue, deliverySize } from './delivery-queue.js';
 import { ownPayload, type Message } from './message.js';
+import { bump, DropReason, LimitHit, type BrokerStats } from './stats.js';
 import { WheelTimer } from './timer-wheel.js';
 
 /** Options of one subscription, as granted (spec 3.8.3.1). */
@@ -13,12 +15,28 @@ export interface SubscriptionOptions {
   subscriptionId: number;
 }
 
-/** One message on its way to one session, with what its subscription decided. */
+/**
+ * The Subscription Identifiers a delivery carries: 0 for none, one id, or the ids of every
+ * matching subscription of the session [MQTT-3.3.4-3]. A number in the common case (no array per
+ * delivery); stored records of older versions hold a number too.
+ */
+export type SubscriptionIds = number | number[];
+
+/** `ids` with `id` added (0 adds nothing, an id already there is not repeated). */
+export function addSubscriptionId(ids: SubscriptionIds, id: number): SubscriptionIds {
+  if (id === 0 || ids === id) return ids;
+  if (ids === 0) return id;
+  if (typeof ids === 'number') return [ids, id];
+  if (!ids.includes(id)) ids.push(id);
+  return ids;
+}
+
+/** One message on its way to one session, with what its matching subscriptions decided. */
 export interface Delivery {
   message: Message;
   qos: QoS;
   retain: boolean;
-  subscriptionId: number;
+  subscriptionId: SubscriptionIds;
   /** Order in a persistent session's store (queue and inflight share it), 0 otherwise. */
   seq: number;
 }
@@ -50,11 +68,8 @@ export interface SessionOwner {
 export interface SessionLimits {
   maxQueued: number;
   maxQueuedBytes: number;
-}
-
-export interface SessionCounters {
-  /** Messages dropped from a full offline queue, and QoS 0 dropped for a congested client. */
-  dropped: number;
+  /** Payload bytes of outgoing QoS 1/2 in flight; past it deliveries wait in the queue. */
+  maxInflightBytes: number;
 }
 
 const NO_INFLIGHT: ReadonlyMap<number, InflightEntry> = new Map();
@@ -70,11 +85,12 @@ export class Session {
   /** Allocated on first use: most sessions never have QoS 1/2 in flight (memory per connection). */
   private inflightMap: Map<number, InflightEntry> | null = null;
   private incomingSet: Set<number> | null = null;
-  /** The offline queue is items[head..]: sent deliveries are cut off the front in bulk, so an
-   *  ack with a long backlog costs O(1), not a move of the whole rest. */
-  private items: Delivery[] = [];
-  private head = 0;
-  queuedBytes = 0;
+  /** Deliveries waiting: offline, over the send window, or while the connection is congested. */
+  private readonly pending = new DeliveryQueue();
+  /** Payload bytes of the inflight entries (mqtt.max_inflight_bytes). */
+  private inflightBytes = 0;
+  /** Messages dropped for this client, by DropReason; allocated on the first drop. */
+  drops: Float64Array | null = null;
   nextPacketId = 1;
   /** Session Expiry Interval in seconds; 0 ends the session with the connection. */
   expiryInterval: number;
@@ -94,6 +110,10 @@ export class Session {
   /** While a takeover from another node completes: keys of the messages delivered here, so the
    *  old node's buffered copies of them are not delivered twice. Null otherwise. */
   handover: Set<string> | null = null;
+  /** @internal While the broker routes a message: this session's index in its match list, else -1. */
+  routeSlot = -1;
+  /** Bounds that have bitten this client (bit per LimitHit): each is logged once. */
+  private limitsLogged = 0;
 
   constructor(clientId: string, expiryInterval: number, now: number) {
     this.clientId = clientId;
@@ -109,6 +129,15 @@ export class Session {
   /** Records an outgoing QoS 1/2 delivery under its packet id (sent now, or restored). */
   trackInflight(packetId: number, entry: InflightEntry): void {
     (this.inflightMap ??= new Map()).set(packetId, entry);
+    this.inflightBytes += entry.message.payload.length;
+  }
+
+  private untrackInflight(packetId: number): boolean {
+    const entry = this.inflightMap?.get(packetId);
+    if (entry === undefined) return false;
+    (this.inflightMap as Map<number, InflightEntry>).delete(packetId);
+    this.inflightBytes -= entry.message.payload.length;
+    return true;
   }
 
   /** Incoming QoS 2 packet ids received and not yet released by PUBREL. */
@@ -125,39 +154,71 @@ export class Session {
     return this.incomingSet !== null && this.incomingSet.delete(packetId);
   }
 
-  /** The offline queue in order (compacted on access: for readers outside the delivery path). */
+  /** The queue in order (a copy: for readers outside the delivery path). */
   get queue(): Delivery[] {
-    this.compact();
-    return this.items;
+    return this.pending.toArray();
   }
 
-  set queue(q: Delivery[]) {
-    this.items = q;
-    this.head = 0;
+  get queuedCount(): number {
+    return this.pending.length;
+  }
+
+  /** Bytes of the queue as `mqtt.max_queued_bytes` counts them (payload and topic). */
+  get queuedBytes(): number {
+    return this.pending.bytes;
+  }
+
+  /**
+   * Puts back a delivery that is already in the store (a restart, a takeover import): not written
+   * again. With `bound`, today's limits apply: what no longer fits goes as a new one would.
+   */
+  restoreQueued(d: Delivery, bound: { limits: SessionLimits; stats: BrokerStats } | undefined): void {
+    if (bound === undefined) this.pending.push(d);
+    else this.enqueue(d, bound.limits, bound.stats, true);
+  }
+
+  /** Counts one message dropped for this client, here and node-wide. */
+  countDrop(reason: DropReason, stats: BrokerStats): void {
+    bump((this.drops ??= new Float64Array(DropReason.Count)), reason, 1);
+    stats.countDrop(reason);
   }
 
   /** Sends, queues or drops one message for this session. */
-  deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: number, limits: SessionLimits, counters: SessionCounters): void {
+  deliver(message: Message, qos: QoS, retain: boolean, subscriptionId: SubscriptionIds, limits: SessionLimits, stats: BrokerStats): void {
     const owner = this.owner;
-    if (owner !== null && this.items.length === this.head) {
+    // Asked on every delivery to a connected client, queue or not: it also starts the
+    // slow-consumer clock of a client that went over its output mark.
+    if (owner !== null && owner.congested && qos === 0) {
+      this.countDrop(DropReason.Congested, stats);
+      this.limitHit(LimitHit.OutputBuffer, stats);
+      return;
+    }
+    if (owner !== null && this.pending.length === 0) {
       if (qos === 0) {
-        if (owner.congested) counters.dropped++;
-        else owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
+        owner.sendPublish({ message, qos, retain, subscriptionId, seq: 0 }, 0, false);
         return;
       }
-      if (this.inflight.size < owner.sendWindow && !owner.congested) {
+      if (this.canSend(owner, limits, stats)) {
         this.sendInflight({ message, qos, retain, subscriptionId, seq: 0 }, owner);
         return;
       }
     }
-    this.enqueue({ message, qos, retain, subscriptionId, seq: 0 }, limits, counters);
+    this.enqueue({ message, qos, retain, subscriptionId, seq: 0 }, limits, stats);
+  }
+
+  /** Whether one more QoS 1/2 may go out now: window, inflight bytes and the transport allow. */
+  private canSend(owner: SessionOwner, limits: SessionLimits, stats: BrokerStats): boolean {
+    if (this.inflight.size >= owner.sendWindow || owner.congested) return false;
+    if (this.inflightBytes < limits.maxInflightBytes) return true;
+    this.limitHit(LimitHit.InflightBytes, stats);
+    return false;
   }
 
   /** PUBACK, or PUBCOMP, or a PUBREC with an error reason: the delivery is complete. */
-  complete(packetId: number): boolean {
-    const found = this.inflightMap !== null && this.inflightMap.delete(packetId);
+  complete(packetId: number, limits: SessionLimits, stats: BrokerStats): boolean {
+    const found = this.untrackInflight(packetId);
     if (found && this.journal !== null) this.journal.completed(packetId);
-    if (found && this.owner !== null) this.drain(this.owner);
+    if (found && this.owner !== null) this.drain(this.owner, limits, stats);
     return found;
   }
 
@@ -174,17 +235,17 @@ export class Session {
    * A connection takes the session over: resend every unacknowledged PUBLISH with DUP and every
    * PUBREL in the original order [MQTT-4.4.0-1], then deliver the queue.
    */
-  attach(owner: SessionOwner): void {
+  attach(owner: SessionOwner, limits: SessionLimits, stats: BrokerStats): void {
     this.owner = owner;
     this.disconnectedAt = 0;
     for (const [packetId, entry] of this.inflight) {
       if (entry.released) owner.sendPubrel(packetId);
       else if (!owner.sendPublish(entry, packetId, true)) {
-        this.inflightMap?.delete(packetId);
+        this.untrackInflight(packetId);
         if (this.journal !== null) this.journal.completed(packetId);
       }
     }
-    this.drain(owner);
+    this.drain(owner, limits, stats);
   }
 
   detach(now: number): void {
@@ -193,32 +254,14 @@ export class Session {
   }
 
   /** Sends queued deliveries while the window and the transport allow. */
-  drain(owner: SessionOwner): void {
-    const queue = this.items;
-    let i = this.head;
-    while (i < queue.length && !owner.congested) {
-      const d = queue[i] as Delivery;
-      if (d.qos > 0 && this.inflight.size >= owner.sendWindow) break;
-      i++;
-      this.queuedBytes -= d.message.payload.length;
+  drain(owner: SessionOwner, limits: SessionLimits, stats: BrokerStats): void {
+    const queue = this.pending;
+    for (let d = queue.peek(); d !== undefined && !owner.congested; d = queue.peek()) {
+      if (d.qos > 0 && !this.canSend(owner, limits, stats)) break;
+      queue.shift();
       if (this.journal !== null) this.journal.unqueued(d);
       if (d.qos === 0) owner.sendPublish(d, 0, false);
       else this.sendInflight(d, owner);
-    }
-    if (i === queue.length) {
-      queue.length = 0;
-      this.head = 0;
-    } else {
-      this.head = i;
-      // Compacted once the sent part is the larger half: amortized O(1) per delivery.
-      if (i > 64 && i * 2 > queue.length) this.compact();
-    }
-  }
-
-  private compact(): void {
-    if (this.head > 0) {
-      this.items.splice(0, this.head);
-      this.head = 0;
     }
   }
 
@@ -230,29 +273,40 @@ export class Session {
     if (this.journal !== null) this.journal.inflight(packetId, entry);
   }
 
-  /** Bounded queue; when full, QoS 0 goes first, then the oldest (counted). */
-  private enqueue(d: Delivery, limits: SessionLimits, counters: SessionCounters): void {
-    ownPayload(d.message);
-    const size = d.message.payload.length;
-    const queue = this.items;
-    while (queue.length > this.head && (queue.length - this.head >= limits.maxQueued || this.queuedBytes + size > limits.maxQueuedBytes)) {
-      let k = this.head;
-      while (k < queue.length && (queue[k] as Delivery).qos !== 0) k++;
-      // The oldest is cut off the front for free; a QoS 0 further in is spliced out.
-      const dropped = k < queue.length ? queue.splice(k, 1)[0] : queue[this.head++];
-      if (dropped !== undefined) {
-        this.queuedBytes -= dropped.message.payload.length;
-        if (this.journal !== null) this.journal.unqueued(dropped);
-      }
-      counters.dropped++;
-    }
+  /**
+   * Bounded queue (mqtt.max_queued messages, mqtt.max_queued_bytes): when full, QoS 0 goes first
+   * (the oldest queued, else the new one), then the oldest; each drop is counted and released.
+   */
+  private enqueue(d: Delivery, limits: SessionLimits, stats: BrokerStats, stored = false): void {
+    const size = deliverySize(d);
     if (limits.maxQueued === 0 || size > limits.maxQueuedBytes) {
-      counters.dropped++;
+      if (stored && this.journal !== null) this.journal.unqueued(d);
+      this.countDrop(limits.maxQueued === 0 ? DropReason.QueueFull : DropReason.TooLarge, stats);
+      this.limitHit(LimitHit.Queue, stats);
       return;
     }
+    const queue = this.pending;
+    while (queue.length >= limits.maxQueued || queue.bytes + size > limits.maxQueuedBytes) {
+      let dropped = queue.shiftQos0();
+      if (dropped === undefined && d.qos === 0) {
+        if (stored && this.journal !== null) this.journal.unqueued(d);
+        this.countDrop(DropReason.QueueFull, stats);
+        this.limitHit(LimitHit.Queue, stats);
+        return;
+      }
+      dropped ??= queue.shift() as Delivery;
+      if (this.journal !== null) this.journal.unqueued(dropped);
+      this.countDrop(DropReason.QueueFull, stats);
+      this.limitHit(LimitHit.Queue, stats);
+    }
+    ownPayload(d.message);
     queue.push(d);
-    this.queuedBytes += size;
-    if (this.journal !== null) this.journal.queued(d);
+    if (this.journal !== null && !stored) this.journal.queued(d);
+  }
+
+  /** A bound bit this client: counted; logged the first time (rate-limited node-wide). */
+  limitHit(limit: LimitHit, stats: BrokerStats): void {
+    this.limitsLogged = stats.hitLimit(limit, this.clientId, this.limitsLogged);
   }
 
   /** The next packet id not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-2]. */

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
+import { LimitHit } from './stats.js';
 
 interface ClientSocket extends Socket {
   tidemq: TcpConnection;
@@ -40,9 +41,18 @@ function onError(this: ClientSocket): void {
   // ECONNRESET and friends: 'close' follows and does the bookkeeping.
 }
 
+/** The linger of a closed connection ran out: the peer neither closed nor stopped sending. */
+function cutOff(conn: TcpConnection): void {
+  if (conn.socket.destroyed) return;
+  conn.socket.destroy();
+  conn.broker.stats.hitLimit(LimitHit.CloseLinger, conn.protocol.clientId, 0);
+}
+
 export class TcpConnection implements Transport {
   readonly protocol: Protocol;
   corked = false;
+  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
+  readPaused = false;
 
   /**
    * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
@@ -88,10 +98,37 @@ export class TcpConnection implements Transport {
     if (payload.length > 0) this.socket.write(payload);
   }
 
+  /**
+   * Flushes, half-closes, and reads on until the peer closes or mqtt.close_linger passes: a
+   * client still sending (acks in flight) then reads our last packet (DISCONNECT, a refusing
+   * CONNACK) instead of a reset, which unread input at close would cause. What arrives meanwhile
+   * is discarded (the protocol is closed). A peer that never reads cannot hold the socket longer.
+   */
   end(): void {
-    this.socket.end();
-    // A peer that never reads would hold the socket half-closed forever.
-    this.socket.destroySoon();
+    const socket = this.socket;
+    if (socket.destroyed) return; // the peer went first: nothing to flush or wait for
+    socket.end();
+    const linger = this.broker.config.mqtt.close_linger;
+    if (linger === 0) {
+      socket.destroySoon();
+      return;
+    }
+    if (socket.isPaused()) this.resume();
+    setTimeout(cutOff, linger * 1000, this).unref();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  pause(): void {
+    this.readPaused = true;
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.readPaused = false;
+    this.socket.resume();
   }
 
   private cork(): void {

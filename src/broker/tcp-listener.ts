@@ -1,5 +1,6 @@
 import net, { type Socket } from 'node:net';
 import type { Broker } from './broker.js';
+import { LimitHit } from './stats.js';
 import { parseProxyHeader, ProxyHeaderError } from './proxy-protocol.js';
 import { TcpConnection } from './tcp-connection.js';
 import { WheelTimer } from './timer-wheel.js';
@@ -18,6 +19,8 @@ export interface ListenerStats {
   refused: number;
   /** Accepts that failed for want of a file descriptor (EMFILE, ENFILE). */
   emfile: number;
+  /** Refused because the node's bytes before CONNACK were over mqtt.max_connecting_bytes. */
+  connectingBytes: number;
   /** False while paused by listeners.stop_accepting_on_evacuation (accept-switch.ts). */
   accepting: boolean;
 }
@@ -32,7 +35,7 @@ export const EMFILE_LOG_INTERVAL_MS = 10_000;
  * moving.
  */
 export class ListenerGate {
-  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0, accepting: true };
+  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0, connectingBytes: 0, accepting: true };
   private readonly bucket: TokenBucket | null;
   private emfileLoggedAt = -Infinity;
   private emfileUnlogged = 0;
@@ -52,6 +55,12 @@ export class ListenerGate {
     if (stats.connectionsLive >= this.broker.config.mqtt.max_connections || (this.maxConnections > 0 && this.stats.live >= this.maxConnections)) {
       stats.acceptMaxConnections++;
       this.stats.maxConnections++;
+      return false;
+    }
+    if (stats.connectingBytes >= this.broker.config.mqtt.max_connecting_bytes) {
+      // Connections that have not completed CONNECT hold the node's whole pre-CONNACK budget.
+      this.stats.connectingBytes++;
+      stats.hitLimit(LimitHit.ConnectingBytes, '', 0);
       return false;
     }
     if (this.bucket !== null && !this.bucket.tryTake()) {
@@ -208,7 +217,8 @@ export function listenTcp(broker: Broker, gate: ListenerGate, host: string, port
   return listenStream(broker, gate, host, port, (socket, address, early) => {
     const conn = new TcpConnection(socket, broker, address);
     if (early !== undefined) conn.protocol.receive(early);
-    // Paused for its PROXY header: it flows again now that its owner listens.
-    if (socket.isPaused()) socket.resume();
+    // Paused for its PROXY header: it flows again now that its owner listens (unless the early
+    // bytes were a CONNECT that now waits for its verdict with reading paused).
+    if (socket.isPaused() && !conn.readPaused) socket.resume();
   });
 }

@@ -5,17 +5,13 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, type us_socket_context_t, type WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
+import { LimitHit } from './stats.js';
 import type { ListenerGate } from './tcp-listener.js';
 
 /** The MQTT subprotocol names, in our order of preference [MQTT-6.0.0-3]. */
 const SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
 /** A frame's fixed header (type byte and up to 4 length bytes) on top of the packet-size limit. */
 const FIXED_HEADER_MAX = 5;
-/**
- * Output bytes a WebSocket may hold beyond the packet-size limit before it is closed: twice the
- * backlog at which the protocol stops sending QoS 0 to a slow client (protocol.ts MAX_BACKLOG).
- */
-const BUFFERED_BOUND = 8 * 1024 * 1024;
 
 interface WsData {
   address: string;
@@ -41,16 +37,25 @@ function flushAll(): void {
   flushQueue.length = 0;
 }
 
+/** The linger of an ended WebSocket ran out: the client read our last packet, or had 1 s to. */
+function closeLingered(conn: WsConnection): void {
+  if (conn.closed) return;
+  conn.broker.stats.hitLimit(LimitHit.CloseLinger, conn.protocol.clientId, 0);
+  conn.closeNow();
+}
+
 /** One WebSocket's I/O owner. Writes of one event-loop turn leave as one binary message. */
 class WsConnection implements Transport {
   readonly protocol: Protocol;
   closed = false;
+  /** end() was called: the last packet is out, the close frame waits for the linger. */
+  private ending = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<WsData>,
-    broker: Broker,
+    readonly broker: Broker,
     readonly remoteAddress: string,
   ) {
     broker.stats.connectionsLive++;
@@ -71,12 +76,39 @@ class WsConnection implements Transport {
     if (payload.length > 0) this.queue(payload);
   }
 
+  /**
+   * Flushes, then waits up to mqtt.close_linger for the client to close before sending the close
+   * frame, as TCP's end() does: uWS answers input after its close frame with a reset once its own
+   * closing timeout passes, so a client still sending acks would lose our DISCONNECT (or refusing
+   * CONNACK). What arrives meanwhile is discarded (the protocol is closed).
+   */
   end(): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     this.flush();
-    // The close handler runs inside end() and marks us closed.
+    if (this.closed) return;
+    const linger = this.broker.config.mqtt.close_linger;
+    if (linger === 0) return this.closeNow();
+    this.ending = true;
+    setTimeout(closeLingered, linger * 1000, this).unref();
+  }
+
+  /** The closing handshake now; the close handler runs inside ws.end() and marks us closed. */
+  closeNow(): void {
     if (!this.closed) this.ws.end(1000);
   }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.ws.close();
+  }
+
+  // uWS cannot stop reading one WebSocket: what arrives before CONNACK is bounded by
+  // mqtt.max_pending_bytes instead (the protocol closes the connection past it).
+  pause(): void {}
+
+  resume(): void {}
 
   flush(): void {
     if (this.pendingBytes === 0 || this.closed) return;
@@ -132,7 +164,9 @@ export async function listenWs(broker: Broker, gate: ListenerGate, host: string,
   app.ws<WsData>(l.ws_path, {
     compression: uWS.DISABLED,
     maxPayloadLength: Math.max(mqtt.max_packet_size, mqtt.max_connect_size) + FIXED_HEADER_MAX,
-    maxBackpressure: BUFFERED_BOUND + mqtt.max_packet_size,
+    // The output bound is the protocol's (mqtt.max_output_buffer: QoS 0 dropped past it, the
+    // slow-consumer timeout); this hard stop at twice it closes a WebSocket that outruns both.
+    maxBackpressure: 2 * mqtt.max_output_buffer + mqtt.max_packet_size,
     closeOnBackpressureLimit: 1,
     // Keepalive and the CONNECT deadline are the protocol's, on the shared timer wheel.
     idleTimeout: 0,

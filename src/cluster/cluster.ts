@@ -24,6 +24,8 @@ import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './rout
 import { Rpc } from './rpc.js';
 import { Takeover } from './takeover.js';
 
+/** The management API's kick, run by the node holding the session. */
+const KICK_RPC = 'clients.kick';
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
 /** A link sends at least this often (a Ping when idle)... */
@@ -152,9 +154,13 @@ export interface ClusterStats {
   backlogFailures: number;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
-  /** RegBatch messages that carried them: changes / batches is the coalescing per turn. */
+  /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
   registryBatches: number;
 }
+
+/** The refusals a stranger can cause, exported at 0 from the start: a dashboard's rate() then has
+ *  a series before the first one happens. */
+const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_pending', 'tls'];
 
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
@@ -208,7 +214,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly targets = new Map<string, string[]>();
   private readonly decided: GroupRoute[] = [];
   private seq = 0;
-  readonly stats: ClusterStats = { refusals: new Map(), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
+  readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   forwardsSent = 0;
   forwardsReceived = 0;
@@ -225,6 +231,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
+    this.rpc.handle(KICK_RPC, (args) => broker.kick((args as { clientId: string }).clientId));
     this.joinedAt = Date.now();
   }
 
@@ -934,6 +941,18 @@ export class Cluster implements ClusterBridge, LinkHandler {
     for (const [clientId, e] of this.registry) if (e.node === peer) this.registry.delete(clientId);
     for (const [clientId, e] of this.deferredClaims) if (e.node === peer) this.deferredClaims.delete(clientId);
     for (const [clientId, at] of regs) this.onReg(peer, clientId, at);
+  }
+
+  /**
+   * Kicks a client whose session another node holds (the management API, from any node): that
+   * node ends its connection or discards its disconnected session (Broker.kick). False when no
+   * reachable node holds it; rejects (RpcError) when the holder does not answer in time.
+   */
+  async kickRemote(clientId: string): Promise<boolean> {
+    const owner = this.registry.get(clientId)?.node;
+    const link = owner === undefined || owner === this.node ? undefined : this.linkTo(owner);
+    if (link === undefined) return false;
+    return (await this.rpc.call(link, KICK_RPC, { clientId })) === true;
   }
 
   pullSession(clientId: string, cleanStart: boolean): Promise<void> | null {

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { messageKey } from '../broker/cluster-bridge.js';
 import type { Message } from '../broker/message.js';
-import type { Delivery, Session } from '../broker/session.js';
+import type { Delivery, Session, SubscriptionIds } from '../broker/session.js';
 import { restoreSession, sessionRecord } from '../store/journal.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { sessionHeader, type InflightRecord, type QueuedRecord, type SessionPart } from '../store/store.js';
@@ -44,7 +44,7 @@ type BufferedWire = [
   originSeq: number,
   qos: 0 | 1 | 2,
   retain: boolean,
-  subscriptionId: number,
+  subscriptionId: SubscriptionIds,
 ];
 
 type BeginReply = { parts: SessionPart[] } | { redirect: string } | null;

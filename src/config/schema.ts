@@ -21,9 +21,13 @@ export interface Config {
   };
   mqtt: {
     max_packet_size: number; max_connect_size: number; max_keepalive: number; idle_timeout: number; /* seconds: the CONNECT deadline */
+    close_linger: number; /* seconds a closed connection's input is read and discarded before it is cut off */
     max_inflight: number; max_queued: number; max_queued_bytes: number; max_connections: number; max_conn_rate: number; max_conn_burst: number;
     max_topic_levels: number; max_client_id_length: number; max_topic_alias: number; session_expiry_max: number; /* seconds */
     retain_available: boolean; max_qos: 0 | 1 | 2; wildcard_subscriptions: boolean; shared_subscriptions: boolean; subscription_identifiers: boolean;
+    /* Memory bounds per client and per node (README "Limits and memory"); 0 = no bound where noted. */
+    max_inflight_bytes: number; max_output_buffer: number; slow_consumer_timeout: number; /* seconds, 0 = never */
+    max_pending_bytes: number; max_connecting_bytes: number; max_subscriptions: number; /* 0 = none */ max_topic_alias_bytes: number;
   };
   auth: {
     allow_anonymous: boolean; password_file: string; acl_file: string; acl_default: 'allow' | 'deny';
@@ -85,10 +89,13 @@ export const SCHEMA: Schema = {
   },
   mqtt: {
     max_packet_size: size(2, MQTT_MAX_PACKET), max_connect_size: size(2, MQTT_MAX_PACKET), max_keepalive: int(0, 65535),
-    idle_timeout: duration(86400), max_inflight: int(1, 65535), max_queued: int(0, U32), max_queued_bytes: size(0, Number.MAX_SAFE_INTEGER),
+    idle_timeout: duration(86400), close_linger: duration(60), max_inflight: int(1, 65535), max_queued: int(0, U32), max_queued_bytes: size(0, Number.MAX_SAFE_INTEGER),
     max_connections: int(1, U32), max_conn_rate: int(0, U32), max_conn_burst: int(0, U32), max_topic_levels: int(1, 65535),
     max_client_id_length: int(1, 65535), max_topic_alias: int(0, 65535), session_expiry_max: duration(U32),
     retain_available: bool(), max_qos: qos(), wildcard_subscriptions: bool(), shared_subscriptions: bool(), subscription_identifiers: bool(),
+    max_inflight_bytes: size(1, Number.MAX_SAFE_INTEGER), max_output_buffer: size(1, Number.MAX_SAFE_INTEGER), slow_consumer_timeout: duration(86400),
+    max_pending_bytes: size(0, Number.MAX_SAFE_INTEGER), max_connecting_bytes: size(1, Number.MAX_SAFE_INTEGER), max_subscriptions: int(0, U32),
+    max_topic_alias_bytes: size(0, Number.MAX_SAFE_INTEGER),
   },
   auth: {
     allow_anonymous: bool(), password_file: str(), acl_file: str(), acl_default: oneOf(['allow', 'deny']), allow_sys_publish: bool(),
@@ -141,11 +148,13 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       stop_accepting_on_evacuation: false,
     },
     mqtt: {
-      max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15,
+      max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15, close_linger: 1,
       max_inflight: 32, max_queued: 1000, max_queued_bytes: 64 * 1024 * 1024, max_connections: 1_000_000,
       max_conn_rate: 0, max_conn_burst: 0, max_topic_levels: 128, max_client_id_length: 65535, max_topic_alias: 64,
       session_expiry_max: U32, retain_available: true, max_qos: 2, wildcard_subscriptions: true,
       shared_subscriptions: true, subscription_identifiers: true,
+      max_inflight_bytes: 16 * 1024 * 1024, max_output_buffer: 4 * 1024 * 1024, slow_consumer_timeout: 30,
+      max_pending_bytes: 1024 * 1024, max_connecting_bytes: 32 * 1024 * 1024, max_subscriptions: 10_000, max_topic_alias_bytes: 256 * 1024,
     },
     auth: {
       allow_anonymous: true, password_file: '', acl_file: '', acl_default: 'allow', allow_sys_publish: false,

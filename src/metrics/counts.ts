@@ -13,15 +13,22 @@ export interface BrokerCounts {
   /** Distinct non-shared subscription filters with at least one subscriber. */
   readonly topics: number;
   readonly retained: number;
+  /** Deliveries waiting in session queues, and their bytes (payload and topic). */
+  readonly queued: number;
+  readonly queuedBytes: number;
 }
 
 /** One pass over the sessions: O(sessions), meant for scrapes and API calls, not the hot path. */
 export function countBroker(broker: Broker): BrokerCounts {
   let live = 0;
   let subscriptions = 0;
+  let queued = 0;
+  let queuedBytes = 0;
   for (const session of broker.sessions.values()) {
     if (session.owner !== null) live++;
     subscriptions += session.subscriptions.size;
+    queued += session.queuedCount;
+    queuedBytes += session.queuedBytes;
   }
   return {
     connections: broker.stats.connectionsLive,
@@ -30,6 +37,8 @@ export function countBroker(broker: Broker): BrokerCounts {
     subscriptions,
     topics: broker.subscriptions.filterCount,
     retained: broker.retained.size,
+    queued,
+    queuedBytes,
   };
 }
 

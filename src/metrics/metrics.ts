@@ -6,6 +6,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Broker } from '../broker/broker.js';
 import type { LoginThrottle } from '../broker/login-throttle.js';
+import { DROP_REASONS, LIMITS } from '../broker/stats.js';
 import type { ListenerStats } from '../broker/tcp-listener.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { PacketType } from '../mqtt/packets.js';
@@ -44,6 +45,7 @@ const ACCEPT_OUTCOMES: ReadonlyArray<readonly [string, (s: ListenerStats) => num
   ['max_connections', (s) => s.maxConnections],
   ['refused', (s) => s.refused],
   ['emfile', (s) => s.emfile],
+  ['connecting_bytes', (s) => s.connectingBytes],
 ];
 
 type Emit = (labels: Record<string, string>, value: number) => void;
@@ -106,7 +108,15 @@ export class Metrics {
     );
     this.counter('tidemq_sent_bytes_total', 'Bytes of MQTT packets sent (fixed header included), by type', ['type'], (emit) => emitByType(emit, stats.bytesOut));
     this.counter('tidemq_messages_routed_total', 'Messages routed to local subscriptions (each publish counted once)', () => stats.messagesRouted);
-    this.counter('tidemq_messages_dropped_total', 'Messages dropped: full offline queue, congested client, over the client maximum packet size', () => stats.dropped);
+    this.counter('tidemq_messages_dropped_total', 'Messages not delivered to a subscriber, by reason: queue_full (session queue over mqtt.max_queued / max_queued_bytes), congested (QoS 0 to a client over mqtt.max_output_buffer), too_large (over the client maximum packet size or the whole queue), expired', ['reason'], (emit) => {
+      DROP_REASONS.forEach((reason, i) => emit({ reason }, stats.drops[i] as number));
+    });
+    this.counter('tidemq_limit_hits_total', 'Times a per-client or per-node memory bound bit, by limit (README "Limits and memory")', ['limit'], (emit) => {
+      LIMITS.forEach((limit, i) => emit({ limit }, stats.limitHits[i] as number));
+    });
+    this.gauge('tidemq_connecting_bytes', 'Bytes held by connections that have not completed CONNECT (bounded by mqtt.max_connecting_bytes)', () => stats.connectingBytes);
+    this.gauge('tidemq_queued_messages', 'Messages waiting in session queues (offline sessions, and connected ones over their window or output bound)', () => this.current().queued);
+    this.gauge('tidemq_queued_bytes', 'Bytes of the messages in session queues, as mqtt.max_queued_bytes counts them', () => this.current().queuedBytes);
     this.counter('tidemq_messages_denied_total', 'PUBLISHes refused by the ACL', () => stats.publishDenied);
     this.counter('tidemq_sessions_created_total', 'Sessions created', () => stats.sessionsCreated);
     this.counter('tidemq_sessions_resumed_total', 'Sessions resumed by a reconnecting client', () => stats.sessionsResumed);

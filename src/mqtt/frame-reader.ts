@@ -59,6 +59,12 @@ export class FrameReader {
     return this.headLen + this.filled;
   }
 
+  /** Bytes allocated for an incomplete packet: a split fixed header, or the whole body buffer
+   *  (allocated at its declared length when its first bytes arrive). */
+  get reserved(): number {
+    return this.headLen + (this.body === undefined ? 0 : this.body.length);
+  }
+
   /** Feeds socket bytes. Throws ProtocolError on a bad fixed header before buffering any body.
    *  An error thrown by onFrame (e.g. from a decoder) also propagates from here, and either
    *  halts the reader for good. */

@@ -2,7 +2,8 @@
 // becomes one async store write (batched per event turn by the store). Clean sessions have no
 // journal and never get here.
 import type { Message } from '../broker/message.js';
-import { Session, type Delivery, type InflightEntry } from '../broker/session.js';
+import { Session, type Delivery, type InflightEntry, type SessionLimits } from '../broker/session.js';
+import type { BrokerStats } from '../broker/stats.js';
 import type { SessionRecord, SessionStore, StoredMessage, StoredSession } from './store.js';
 
 export class SessionJournal {
@@ -80,9 +81,10 @@ export function toMessage(m: StoredMessage): Message {
 /**
  * A stored session as a disconnected Session with its journal (subscriptions are the caller's to
  * put in the trie). A session stored while connected (the node crashed) counts as disconnected
- * at `now`, so its expiry clock restarts from there.
+ * at `now`, so its expiry clock restarts from there. With `bound`, a queue longer than today's
+ * limits is cut as delivering it would be (drops leave the store).
  */
-export function restoreSession(stored: StoredSession, store: SessionStore, now: number): Session {
+export function restoreSession(stored: StoredSession, store: SessionStore, now: number, bound?: { limits: SessionLimits; stats: BrokerStats }): Session {
   const r = stored.record;
   const session = new Session(r.clientId, r.expiryInterval, r.createdAt);
   session.will = r.will;
@@ -96,13 +98,12 @@ export function restoreSession(stored: StoredSession, store: SessionStore, now: 
     lastPacketId = packetId;
   }
   for (const packetId of stored.incoming) session.addIncoming(packetId);
+  for (const q of stored.queue) seq = Math.max(seq, q.seq);
+  session.journal = new SessionJournal(store, stored.sid, r.epoch, seq);
   for (const q of stored.queue) {
-    session.queue.push({ message: toMessage(q.message), qos: q.qos, retain: q.retain, subscriptionId: q.subscriptionId, seq: q.seq });
-    session.queuedBytes += q.message.payload.length;
-    seq = Math.max(seq, q.seq);
+    session.restoreQueued({ message: toMessage(q.message), qos: q.qos, retain: q.retain, subscriptionId: q.subscriptionId, seq: q.seq }, bound);
   }
   // The header is not rewritten per message: the id after the newest inflight one is next.
   session.nextPacketId = lastPacketId === 0 ? r.nextPacketId : lastPacketId === 0xffff ? 1 : lastPacketId + 1;
-  session.journal = new SessionJournal(store, stored.sid, r.epoch, seq);
   return session;
 }

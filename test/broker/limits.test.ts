@@ -3,9 +3,8 @@
 
 import { join } from 'node:path';
 import t from 'tap';
-import { repoRoot } from '../helpers/build.js';
-import { connectClient, messageCollector, rawConnect, run } from '../helpers/clients.js';
-import { bytes, configFile, rawHandshake, readPacket, sleep } from './support.js';
+import { connectClient, messageCollector, rawConnect } from '../helpers/clients.js';
+import { bytes, configFile, rawHandshake, readPacket, sleep, tidemqPasswd } from './support.js';
 import { startNode } from '../helpers/node-process.js';
 
 t.test('max connections, max topic levels, max client id length', async (t) => {
@@ -55,12 +54,6 @@ t.test('connection rate: over the rate, sockets are closed at once', async (t) =
   t.ok(accepted >= 1 && accepted <= 3, `burst 2 (+ refill) accepted: ${outcomes.join(',')}`);
   t.equal(outcomes.filter((o) => o === 'closed').length, 6 - accepted, 'the rest closed without a CONNACK');
 });
-
-/** `tidemq passwd FILE USER --password P`. */
-async function tidemqPasswd(file: string, user: string, password: string): Promise<void> {
-  const r = await run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'passwd', file, user, '--password', password]);
-  if (r.code !== 0) throw new Error(`tidemq passwd failed (${r.code}): ${r.stdout}${r.stderr}`);
-}
 
 t.test('password file, ACL, and graceful shutdown on SIGTERM', async (t) => {
   const conf = configFile(

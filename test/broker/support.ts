@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { Test } from 'tap';
-import type { RawClient } from '../helpers/clients.js';
+import { repoRoot } from '../helpers/build.js';
+import { run, type RawClient } from '../helpers/clients.js';
 
 /** Bytes of one packet, encoded by mqtt-packet (an encoder independent of ours). */
 export function bytes(packet: Packet, protocolVersion: 3 | 4 | 5 = 4): Buffer {
@@ -98,4 +99,10 @@ export function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (m === null) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]);
+}
+
+/** `tidemq passwd FILE USER --password P`. */
+export async function tidemqPasswd(file: string, user: string, password: string): Promise<void> {
+  const r = await run(process.execPath, [join(repoRoot, 'bin', 'tidemq'), 'passwd', file, user, '--password', password]);
+  if (r.code !== 0) throw new Error(`tidemq passwd failed (${r.code}): ${r.stdout}${r.stderr}`);
 }

@@ -3,6 +3,7 @@
 import mqtt from 'mqtt';
 import t from 'tap';
 import { connectClient, messageCollector } from '../helpers/clients.js';
+import { DropReason, LimitHit } from '../../src/broker/stats.js';
 import { eventually, rawWs, startTestNode } from './support.js';
 
 const CONNECT = Buffer.from([0x10, 0x10, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x04, 0x72, 0x61, 0x77, 0x31]);
@@ -126,4 +127,26 @@ t.test('a slow WebSocket reader: bounded output, QoS 0 dropped, the stream stays
   const frame = await slow.read(4 + 5 + payload.length, 10_000);
   t.same(frame.subarray(0, 4), Buffer.from([0x30, 0x85, 0x80, 0x04]));
   t.ok(frame.subarray(9).equals(payload));
+});
+
+t.test('a WebSocket client over the output mark for slow_consumer_timeout is closed, as on TCP', async (t) => {
+  const node = await startTestNode(t, { mqtt: { slow_consumer_timeout: 1, max_output_buffer: 256 * 1024 } });
+  const slow = await rawWs(t, node.port('ws'), { protocol: 'mqtt' });
+  slow.send(CONNECT);
+  t.same(await slow.read(4), CONNACK);
+  slow.send(SUBSCRIBE);
+  t.same(await slow.read(SUBACK.length), SUBACK);
+  slow.pause();
+  const publisher = await connectClient(t, node.port('tcp'), { clientId: 'flood-ws' });
+  const payload = Buffer.alloc(64 * 1024, 1);
+  const stats = node.broker.stats;
+  for (let i = 0; i < 200 && stats.limitHits[LimitHit.SlowConsumer] === 0; i++) {
+    publisher.publish('a/b', payload, { qos: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await eventually(() => stats.limitHits[LimitHit.SlowConsumer] === 1, 10_000, 'the slow WebSocket to be closed');
+  t.equal(stats.serverDisconnects[0x97], 1, 'counted as a server disconnect, quota exceeded');
+  t.ok((stats.drops[DropReason.Congested] as number) > 0, 'QoS 0 was dropped while it was over the mark');
+  await eventually(() => stats.connectionsLive === 1, 5000, 'the WebSocket connection to be gone');
+  t.pass('only the publisher is left');
 });

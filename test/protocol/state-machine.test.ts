@@ -1,46 +1,13 @@
 // The protocol state machine alone: Protocol over a fake Transport, bytes in and bytes out, no
 // sockets. Input is encoded and output decoded by mqtt-packet, independently of our codec.
 
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import type mqttPacket from 'mqtt-packet';
 import t from 'tap';
 import { Broker } from '../../src/broker/broker.js';
-import { Protocol, type Transport } from '../../src/broker/protocol.js';
+import { Protocol } from '../../src/broker/protocol.js';
 import { bytes, connectBytes } from '../broker/support.js';
 import { testBroker } from '../helpers/broker.js';
-
-/** A Transport that decodes everything written to it. */
-class FakeTransport implements Transport {
-  readonly packets: Packet[] = [];
-  ended = false;
-  readonly remoteAddress = '127.0.0.1';
-  readonly backlog = 0;
-  private readonly parser;
-
-  constructor(protocolVersion: 3 | 4 | 5) {
-    this.parser = mqttPacket.parser({ protocolVersion });
-    this.parser.on('packet', (p: Packet) => this.packets.push(p));
-    this.parser.on('error', (e: Error) => {
-      throw e;
-    });
-  }
-
-  write(buf: Buffer): void {
-    this.parser.parse(buf);
-  }
-
-  writePublish(header: Buffer, payload: Buffer): void {
-    this.parser.parse(Buffer.concat([header, payload]));
-  }
-
-  end(): void {
-    this.ended = true;
-  }
-
-  /** Packets written since the last take(). */
-  take(): Packet[] {
-    return this.packets.splice(0);
-  }
-}
+import { FakeTransport } from '../helpers/fake-transport.js';
 
 function newBroker(): Broker {
   return testBroker();

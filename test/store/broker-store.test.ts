@@ -5,6 +5,7 @@ import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import t from 'tap';
 import { Broker } from '../../src/broker/broker.js';
 import { Protocol, type Transport } from '../../src/broker/protocol.js';
+import { DropReason } from '../../src/broker/stats.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { bytes, connectBytes } from '../broker/support.js';
@@ -41,6 +42,9 @@ class Wire implements Transport {
     this.parser.parse(Buffer.concat([header, payload]));
   }
   end(): void {}
+  destroy(): void {}
+  pause(): void {}
+  resume(): void {}
   take(): Packet[] {
     return this.packets.splice(0);
   }
@@ -152,6 +156,26 @@ t.test('a persistent session writes through and a new broker restores it', async
   await tick();
   t.match(pubBack.w.take(), [{ cmd: 'pubrec', messageId: 9 }], 'a resent QoS 2 after the restart is acknowledged');
   t.equal(again.sessions.get('s')?.queue.length, 0, 'and not delivered twice');
+});
+
+t.test('a restart with a smaller max_queued cuts the stored queue to it, in memory and in the store', async (t) => {
+  const store = new MemoryStore();
+  const broker = newBroker(store, 5);
+  const sub = connect(broker, 's', 4, { clean: false });
+  sub.p.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] }));
+  sub.p.receive(bytes({ cmd: 'disconnect' }));
+  const pub = connect(broker, 'pub', 4);
+  for (let i = 1; i <= 5; i++) pub.p.receive(publish('q', `m${i}`, 1, i, 4));
+  await store.flushed();
+  t.equal([...store.loadSessions()].find((x) => x.record.clientId === 's')?.queue.length, 5);
+
+  const smaller = newBroker(store, 2);
+  smaller.restore(Date.now());
+  t.same(smaller.sessions.get('s')?.queue.map((d) => d.message.payload.toString()), ['m4', 'm5'], 'the newest two stay');
+  t.equal(smaller.stats.drops[DropReason.QueueFull], 3, 'the rest counted as dropped');
+  await store.flushed();
+  const stored = [...store.loadSessions()].find((x) => x.record.clientId === 's');
+  t.same(stored?.queue.map((q) => q.message.payload.toString()), ['m4', 'm5'], 'and gone from the store');
 });
 
 t.test('restore drops sessions whose expiry ran out while the node was down', async (t) => {

@@ -1,0 +1,56 @@
+// A Transport for driving the protocol state machine in-process: what is written is decoded by
+// mqtt-packet (an encoder independent of ours), and the test sets the output backlog.
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { Transport } from '../../src/broker/protocol.js';
+
+/** A Transport that decodes everything written to it. */
+export class FakeTransport implements Transport {
+  readonly packets: Packet[] = [];
+  ended = false;
+  readonly remoteAddress = '127.0.0.1';
+  /** Unsent output bytes, as a test sets them (a client that does not read). */
+  backlog = 0;
+  private readonly parser;
+
+  constructor(protocolVersion: 3 | 4 | 5) {
+    this.parser = mqttPacket.parser({ protocolVersion });
+    this.parser.on('packet', (p: Packet) => this.packets.push(p));
+    this.parser.on('error', (e: Error) => {
+      throw e;
+    });
+  }
+
+  write(buf: Buffer): void {
+    this.parser.parse(buf);
+  }
+
+  writePublish(header: Buffer, payload: Buffer): void {
+    this.parser.parse(Buffer.concat([header, payload]));
+  }
+
+  destroyed = false;
+
+  end(): void {
+    this.ended = true;
+  }
+
+  destroy(): void {
+    this.ended = true;
+    this.destroyed = true;
+  }
+
+  paused = false;
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  /** Packets written since the last take(). */
+  take(): Packet[] {
+    return this.packets.splice(0);
+  }
+}
