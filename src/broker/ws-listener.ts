@@ -22,6 +22,10 @@ export interface WsServer {
   readonly port: number;
   /** Stops accepting; open WebSockets are the broker's to close. */
   close(): void;
+  /** Stops accepting for now (listeners.stop_accepting_on_evacuation); open WebSockets stay. */
+  pause(): void;
+  /** Accepts again on the same port. */
+  resume(): Promise<void>;
 }
 
 const flushQueue: WsConnection[] = [];
@@ -229,14 +233,28 @@ export async function listenWs(broker: Broker, gate: ListenerGate, host: string,
     res.writeStatus('404 Not Found').end(`MQTT over WebSocket is at ${l.ws_path}\n`);
   });
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (ls) => {
-      if (ls === false) reject(new Error(`cannot listen for MQTT/${gate.name.toUpperCase()} on ${host}:${port}`));
-      else resolve(ls);
+  // uWS binds with SO_REUSEPORT on Linux (its default; LIBUS_LISTEN_EXCLUSIVE_PORT would turn it
+  // off): the nodes of `tidemq start --nodes N` each bind the WebSocket port and the kernel spreads
+  // the connections over them. Closing one node's socket drops what waits in its own accept queue.
+  const listen = (at: number): Promise<us_listen_socket> =>
+    new Promise<us_listen_socket>((resolve, reject) => {
+      app.listen(host, at, (ls) => {
+        if (ls === false) reject(new Error(`cannot listen for MQTT/${gate.name.toUpperCase()} on ${host}:${at}`));
+        else resolve(ls);
+      });
     });
-  });
+  let listenSocket: us_listen_socket | null = await listen(port);
+  const bound = uWS.us_socket_local_port(listenSocket);
+  const stop = (): void => {
+    if (listenSocket !== null) uWS.us_listen_socket_close(listenSocket);
+    listenSocket = null;
+  };
   return {
-    port: uWS.us_socket_local_port(listenSocket),
-    close: () => uWS.us_listen_socket_close(listenSocket),
+    port: bound,
+    close: stop,
+    pause: stop,
+    resume: async () => {
+      listenSocket ??= await listen(bound);
+    },
   };
 }
