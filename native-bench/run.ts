@@ -3,7 +3,7 @@
 // with tidemq's ratios. Results also go to bench/results/<stamp>.json and .svg.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { availableParallelism, cpus, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -17,7 +17,9 @@ const HELP = `usage: npm run bench -- [--quick] [--reps N] [--brokers a,b] [--sc
   --reps N      repetitions, interleaved across brokers (default 3; 1 with --quick)
   --brokers     from: ${BROKER_IDS.join(',')} (default all)
   --scenarios   from: ${SCENARIOS.map((s) => s.id).join(',')} (default all)
-  --out DIR     where the JSON and SVG go (default bench/results)`;
+  --out DIR     where the JSON and SVG go (default bench/results)
+  --host-nodes N  host scenario: tidemq runs as start --nodes N (default: the number of cores)
+  --loaders P   host scenario: load generator processes at once (default: N, at most 8)`;
 
 function list<T extends string>(value: string | undefined, all: readonly T[], what: string): T[] {
   if (!value) return [...all];
@@ -34,6 +36,8 @@ async function main(): Promise<number> {
       brokers: { type: 'string' },
       scenarios: { type: 'string' },
       out: { type: 'string' },
+      'host-nodes': { type: 'string' },
+      loaders: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -48,6 +52,10 @@ async function main(): Promise<number> {
   const quick = values.quick ?? false;
   const reps = Number(values.reps ?? (quick ? 1 : 3));
   if (!Number.isInteger(reps) || reps < 1 || reps > 20) throw new Error('--reps must be an integer in [1, 20]');
+  const hostNodes = Number(values['host-nodes'] ?? availableParallelism());
+  if (!Number.isInteger(hostNodes) || hostNodes < 1 || hostNodes > 64) throw new Error('--host-nodes must be an integer in [1, 64]');
+  const loaders = Number(values.loaders ?? Math.min(hostNodes, 8));
+  if (!Number.isInteger(loaders) || loaders < 1 || loaders > 64) throw new Error('--loaders must be an integer in [1, 64]');
   const scenarioIds = list(values.scenarios, SCENARIOS.map((s) => s.id), 'scenario');
   const scenarios = SCENARIOS.filter((s) => scenarioIds.includes(s.id));
   const wanted = list(values.brokers, BROKER_IDS, 'broker');
@@ -80,7 +88,7 @@ async function main(): Promise<number> {
         if (skipped[b]) continue;
         let running;
         try {
-          running = await startBroker(b, paths);
+          running = await startBroker(b, paths, sc.host === true ? hostNodes : 0);
         } catch (err) {
           const msg = (err as Error).message;
           errors.push(msg);
@@ -89,7 +97,7 @@ async function main(): Promise<number> {
           continue;
         }
         try {
-          const s = await sc.run({ nbench, broker: running, quick, tag: `nb${rep}${sc.id.replace(/-/g, '')}${b.replace(/-/g, '')}${process.pid}` });
+          const s = await sc.run({ nbench, loaders, broker: running, quick, tag: `nb${rep}${sc.id.replace(/-/g, '')}${b.replace(/-/g, '')}${process.pid}` });
           samples.get(sc.id)!.set(b, [...(samples.get(sc.id)!.get(b) ?? []), s]);
           console.log(`rep ${rep + 1}/${reps} ${sc.id.padEnd(15)} ${b.padEnd(9)} ${s.value.toFixed(2)} ${sc.unit}` +
             ` cpu broker ${s.brokerCpuPct.toFixed(0)}% loadgen ${s.loadCpuPct.toFixed(0)}%${s.valid ? '' : ' INVALID'}${s.note ? ` (${s.note})` : ''}`);

@@ -9,7 +9,8 @@ import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
 import { LoginThrottle } from './broker/login-throttle.js';
 import { Broker } from './broker/broker.js';
-import { ListenerGate, listenTcp, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
+import { serverSwitch, type AcceptSwitch } from './broker/accept-switch.js';
+import { ListenerGate, listenTcp, STREAM_BACKLOG, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
 import { TimerWheel } from './broker/timer-wheel.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
@@ -19,6 +20,7 @@ import type { Config } from './config/schema.js';
 import { ReasonCode } from './mqtt/reason-codes.js';
 import { countBroker } from './metrics/counts.js';
 import { Metrics } from './metrics/metrics.js';
+import type { EvictionAgent } from './rebalance/eviction-agent.js';
 import { NodeRebalance } from './rebalance/service.js';
 import { LmdbStore } from './store/lmdb-store.js';
 
@@ -64,18 +66,20 @@ function stopServer(server: Server): Stop {
  * Starts the configured listeners: TCP always; TLS and WSS when cert and key files are set;
  * each but TCP can be switched off. If one fails, those already open are closed again.
  */
-async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: Stop[]): Promise<void> {
+async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: Stop[], switches: AcceptSwitch[]): Promise<void> {
   const l = broker.config.listeners;
   const haveCert = l.tls_cert_file !== '';
   const tcpGate = new ListenerGate('tcp', broker, l.tcp_max_connections);
   const tcp = await listenTcp(broker, tcpGate, l.bind, l.tcp_port);
   stops.push(stopServer(tcp));
   listeners.push({ name: 'tcp', port: serverPort(tcp, l.tcp_port), stats: tcpGate.stats });
+  switches.push(serverSwitch(tcpGate, tcp, l.bind, serverPort(tcp, l.tcp_port), STREAM_BACKLOG));
   if (haveCert && l.tls_enabled) {
     const gate = new ListenerGate('tls', broker, l.tls_max_connections);
     const server = await listenTls(broker, gate, l.bind, l.tls_port);
     stops.push(stopServer(server));
     listeners.push({ name: 'tls', port: serverPort(server, l.tls_port), stats: gate.stats });
+    switches.push(serverSwitch(gate, server, l.bind, serverPort(server, l.tls_port), STREAM_BACKLOG));
   }
   for (const [name, enabled, port, max] of [
     ['ws', l.ws_enabled, l.ws_port, l.ws_max_connections],
@@ -86,6 +90,7 @@ async function startListeners(broker: Broker, listeners: ListenerInfo[], stops: 
     const server = await listenWs(broker, gate, l.bind, port, name === 'wss');
     stops.push(async () => server.close());
     listeners.push({ name, port: server.port, stats: gate.stats });
+    switches.push({ gate, pause: server.pause, resume: server.resume });
   }
 }
 
@@ -99,6 +104,37 @@ async function startManagement(broker: Broker, cluster: Cluster, rebalance: Node
   const server = await startAdminServer(ctx, metrics, options, log);
   stops.push(async () => server.close());
   return server.port;
+}
+
+/**
+ * listeners.stop_accepting_on_evacuation: the listeners stop accepting while the eviction agent
+ * refuses new connections, and accept again when it stops (a node restarted mid-evacuation
+ * pauses right after its first listen).
+ */
+function pauseWhileRefusing(agent: EvictionAgent, switches: readonly AcceptSwitch[], log: Logger): void {
+  const apply = (refusing: boolean): void => {
+    for (const s of switches) {
+      if (s.gate.stats.accepting !== refusing) continue;
+      s.gate.stats.accepting = !refusing;
+      if (refusing) {
+        s.pause();
+        continue;
+      }
+      s.resume().then(
+        // Paused again while the listen was under way (a cluster worker's listen asks its primary).
+        () => void (s.gate.stats.accepting ? undefined : s.pause()),
+        (err: unknown) => {
+          s.gate.stats.accepting = false;
+          log.error({ err, listener: s.gate.name }, 'cannot accept again after the evacuation');
+        },
+      );
+    }
+    const listeners = switches.map((s) => s.gate.name);
+    if (refusing) log.info({ listeners }, 'stopped accepting while evacuating (listeners.stop_accepting_on_evacuation)');
+    else log.info({ listeners }, 'accepting again');
+  };
+  agent.onRefusingChange = apply;
+  if (agent.refusing) apply(true);
 }
 
 export interface NodeHooks {
@@ -140,7 +176,9 @@ export async function startNode(config: Config, log: Logger, hooks: NodeHooks = 
     stops.push(() => cluster.stop());
     // Before the MQTT listeners: once MQTT accepts, the availability check answers too.
     mgmtPort = await startManagement(broker, cluster, rebalance, nodeControl, listeners, stops, log);
-    await startListeners(broker, listeners, stops);
+    const switches: AcceptSwitch[] = [];
+    await startListeners(broker, listeners, stops, switches);
+    if (config.listeners.stop_accepting_on_evacuation) pauseWhileRefusing(rebalance.agent, switches, log);
   } catch (err) {
     rebalance.close();
     await Promise.all(stops.map((stop) => stop()));

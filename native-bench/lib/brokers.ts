@@ -55,11 +55,13 @@ export function mosquittoVersion(): string {
   }
 }
 
-export async function startBroker(id: BrokerId, paths: Paths): Promise<RunningBroker> {
+/** @param hostNodes tidemq only: run `start --nodes hostNodes` (the host scenario). */
+export async function startBroker(id: BrokerId, paths: Paths, hostNodes = 0): Promise<RunningBroker> {
   const port = await freePort();
   const tmp = mkdtempSync(join(tmpdir(), `nbench-${id}-`));
   let cmd: string;
   let args: string[];
+  let mgmtPort = 0;
   switch (id) {
     case 'mosquitto':
       // Nagle off and no connection logging, as every broker here runs; no connection cap
@@ -87,9 +89,12 @@ export async function startBroker(id: BrokerId, paths: Paths): Promise<RunningBr
       break;
     case 'tidemq':
       cmd = process.execPath;
+      mgmtPort = await freePort();
       args = [join(paths.root, 'bin', 'tidemq'), 'start', '--node', 'bench@127.0.0.1', '--mqtt-port', String(port),
-        '--mgmt-port', String(await freePort()), '--cluster-port', String(await freePort()),
+        '--mgmt-port', String(mgmtPort), '--cluster-port', String(await freePort()),
         '--ws-port', String(await freePort()), '--data-dir', tmp];
+      // Members take management.port + i - 1 and cluster.port + i: a free port starts each range.
+      if (hostNodes > 0) args.push('--nodes', String(hostNodes));
       break;
   }
   const child: ChildProcess = own(spawn(cmd, args, { cwd: paths.root, stdio: ['ignore', 'ignore', 'pipe'] }));
@@ -103,6 +108,11 @@ export async function startBroker(id: BrokerId, paths: Paths): Promise<RunningBr
   };
   try {
     await waitForPort(port, READY_MS, () => child.exitCode === null && child.signalCode === null);
+    // The port accepts once the first member listens: wait for every member's management port,
+    // then a moment for their MQTT listeners (they start right after it).
+    const members = id === 'tidemq' ? hostNodes : 0;
+    for (let i = 1; i < members; i++) await waitForPort(mgmtPort + i, READY_MS, () => child.exitCode === null && child.signalCode === null);
+    if (members > 1) await new Promise((r) => setTimeout(r, 1000));
   } catch (err) {
     await cleanup();
     throw new Error(`${id} did not start: ${(err as Error).message}${stderr ? `; stderr: ${stderr.trim()}` : ''}`);

@@ -92,6 +92,25 @@ export function cpuSeconds(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
 }
 
+/** CPU seconds of a process and its direct children (a launcher's members), read from /proc. */
+export function treeCpuSeconds(pid: number): number {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number);
+  } catch {
+    // gone, or no children file: the process alone
+  }
+  let total = cpuSeconds(pid);
+  for (const c of children) {
+    try {
+      total += cpuSeconds(c);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 /** Established TCP connections whose local port is `port`: the broker's own view. */
 export function establishedOnPort(port: number): number {
   const out = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });

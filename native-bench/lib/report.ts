@@ -87,6 +87,7 @@ export function targets(samples: Samples): TargetCheck[] {
     check('idle memory <= 3 KiB per connection', med('idle-rss', 'tidemq'), (v) => v <= 3, ' KiB'),
     check('fan-out >= 1.0x Mosquitto', ratio('fanout', 'mosquitto'), (v) => v >= 1, 'x'),
     check('fan-in >= 0.7x Mosquitto', ratio('fanin', 'mosquitto'), (v) => v >= 0.7, 'x'),
+    check('one host, --nodes N on one port >= 1.5x Mosquitto', ratio('host', 'mosquitto'), (v) => v >= 1.5, 'x'),
   ];
 }
 

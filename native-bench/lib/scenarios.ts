@@ -2,7 +2,7 @@
 import type { BrokerId, RunningBroker } from './brokers.js';
 import { MEMORY_SCENARIOS } from './memory-scenarios.js';
 import { num, runNbench, type Result } from './nbench.js';
-import { cpuSeconds, establishedOnPort, rssBytes, sleep } from './proc.js';
+import { cpuSeconds, establishedOnPort, rssBytes, sleep, treeCpuSeconds } from './proc.js';
 
 export interface Sample {
   value: number;
@@ -16,6 +16,8 @@ export interface Sample {
 
 export interface RunContext {
   nbench: string;
+  /** Load generator processes for the host scenario. */
+  loaders: number;
   broker: RunningBroker;
   quick: boolean;
   tag: string; // unique per run: client id prefix and topic
@@ -28,6 +30,8 @@ export interface Scenario {
   better: 'higher' | 'lower';
   pubsub: boolean; // needs a real broker (routing)
   brokers?: readonly BrokerId[]; // only these (default: all that qualify)
+  /** tidemq runs as `start --nodes hostNodes` on one port for this scenario. */
+  host?: boolean;
   run(ctx: RunContext): Promise<Sample>;
 }
 
@@ -141,6 +145,46 @@ const idleRss: Scenario = {
   },
 };
 
+/**
+ * One host's cores behind one port: `loaders` nbench processes at once, each with its share of
+ * the connections, against tidemq `--nodes N` or one Mosquitto; the rate is all connections over
+ * the slowest loader's time.
+ */
+const hostScenario: Scenario = {
+  id: 'host',
+  title: 'One host, one port: tidemq --nodes N vs one Mosquitto, parallel load generators',
+  unit: 'conn/s',
+  better: 'higher',
+  pubsub: false,
+  brokers: ['tidemq', 'mosquitto'],
+  host: true,
+  async run(ctx) {
+    const total = ctx.quick ? 4000 : 15000;
+    const each = Math.floor(total / ctx.loaders);
+    const cpu0 = treeCpuSeconds(ctx.broker.pid);
+    const t0 = Date.now();
+    const runs = await Promise.all(
+      Array.from({ length: ctx.loaders }, (_, i) =>
+        runNbench(ctx.nbench, ['conn', '-n', String(each), '--inflight', '64', '--prefix', `${ctx.tag}l${i}`, '--port', String(ctx.broker.port)], { timeoutMs: 300000 }),
+      ),
+    );
+    const wall = (Date.now() - t0) / 1000;
+    const established = runs.reduce((a, r) => a + num(r.result, 'established'), 0);
+    const slowest = Math.max(...runs.map((r) => num(r.result, 'elapsed_s')));
+    const loadCpu = runs.reduce((a, r) => a + num(r.result, 'cpu_s'), 0);
+    const valid = established === each * ctx.loaders && runs.every((r) => r.result.complete === '1');
+    return {
+      value: established / Math.max(slowest, 1e-3),
+      valid,
+      note: valid ? '' : `established ${established}/${each * ctx.loaders}`,
+      brokerCpuPct: ((treeCpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100,
+      loadCpuPct: (loadCpu / Math.max(slowest, 1e-3)) * 100,
+      extra: { loaders: ctx.loaders },
+      result: runs[0]?.result ?? {},
+    };
+  },
+};
+
 export const SCENARIOS: readonly Scenario[] = [
   connScenario('connect-rate', 'Connect rate, 10000 conns as fast as possible', 'conn_per_s', ['-n', '10000'], ['-n', '2000']),
   connScenario('connack-p99', 'CONNACK p99 at 2000 conn/s', 'connack_p99_ms', ['-n', '10000', '--rate', '2000'], ['-n', '2000', '--rate', '2000']),
@@ -149,4 +193,5 @@ export const SCENARIOS: readonly Scenario[] = [
   pubsubScenario('fanin', 'Fan-in 100 -> 1, QoS 0, 64 B', ['--subs', '1', '--pubs', '100', '--duration', '5'], ['--subs', '1', '--pubs', '100', '--duration', '2']),
   connScenario('persistent-rate', 'Persistent-session connect rate (3.1.1, clean session 0)', 'conn_per_s', ['-n', '10000', '--persistent'], ['-n', '2000', '--persistent']),
   ...MEMORY_SCENARIOS,
+  hostScenario,
 ];

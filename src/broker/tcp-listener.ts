@@ -21,6 +21,8 @@ export interface ListenerStats {
   emfile: number;
   /** Refused because the node's bytes before CONNACK were over mqtt.max_connecting_bytes. */
   connectingBytes: number;
+  /** False while paused by listeners.stop_accepting_on_evacuation (accept-switch.ts). */
+  accepting: boolean;
 }
 
 /** Out-of-descriptor accept failures are logged at most once per this interval. */
@@ -33,7 +35,7 @@ export const EMFILE_LOG_INTERVAL_MS = 10_000;
  * moving.
  */
 export class ListenerGate {
-  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0, connectingBytes: 0 };
+  readonly stats: ListenerStats = { live: 0, accepted: 0, rateLimited: 0, maxConnections: 0, refused: 0, emfile: 0, connectingBytes: 0, accepting: true };
   private readonly bucket: TokenBucket | null;
   private emfileLoggedAt = -Infinity;
   private emfileUnlogged = 0;
@@ -184,6 +186,9 @@ function awaitProxyHeader(socket: GatedSocket, broker: Broker, handoff: StreamHa
  * header when proxy_protocol is on, then `handoff`. Without PROXY the accepted socket goes
  * straight to its owner, with nothing added on its data path.
  */
+/** The accept queue of a stream listener (SOMAXCONN caps it). */
+export const STREAM_BACKLOG = 4096;
+
 export async function listenStream(broker: Broker, gate: ListenerGate, host: string, port: number, handoff: StreamHandoff): Promise<net.Server> {
   const proxy = broker.config.listeners.proxy_protocol;
   const server = net.createServer({ noDelay: true }, (socket) => {
@@ -199,7 +204,7 @@ export async function listenStream(broker: Broker, gate: ListenerGate, host: str
   server.on('error', (err) => gate.serverError(err));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, backlog: 4096 }, () => {
+    server.listen({ host, port, backlog: STREAM_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });

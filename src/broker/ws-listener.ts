@@ -5,6 +5,7 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, type us_socket_context_t, type WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
+import { LimitHit } from './stats.js';
 import type { ListenerGate } from './tcp-listener.js';
 
 /** The MQTT subprotocol names, in our order of preference [MQTT-6.0.0-3]. */
@@ -21,6 +22,10 @@ export interface WsServer {
   readonly port: number;
   /** Stops accepting; open WebSockets are the broker's to close. */
   close(): void;
+  /** Stops accepting for now (listeners.stop_accepting_on_evacuation); open WebSockets stay. */
+  pause(): void;
+  /** Accepts again on the same port. */
+  resume(): Promise<void>;
 }
 
 const flushQueue: WsConnection[] = [];
@@ -32,16 +37,25 @@ function flushAll(): void {
   flushQueue.length = 0;
 }
 
+/** The linger of an ended WebSocket ran out: the client read our last packet, or had 1 s to. */
+function closeLingered(conn: WsConnection): void {
+  if (conn.closed) return;
+  conn.broker.stats.hitLimit(LimitHit.CloseLinger, conn.protocol.clientId, 0);
+  conn.closeNow();
+}
+
 /** One WebSocket's I/O owner. Writes of one event-loop turn leave as one binary message. */
 class WsConnection implements Transport {
   readonly protocol: Protocol;
   closed = false;
+  /** end() was called: the last packet is out, the close frame waits for the linger. */
+  private ending = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<WsData>,
-    broker: Broker,
+    readonly broker: Broker,
     readonly remoteAddress: string,
   ) {
     broker.stats.connectionsLive++;
@@ -62,10 +76,24 @@ class WsConnection implements Transport {
     if (payload.length > 0) this.queue(payload);
   }
 
+  /**
+   * Flushes, then waits up to mqtt.close_linger for the client to close before sending the close
+   * frame, as TCP's end() does: uWS answers input after its close frame with a reset once its own
+   * closing timeout passes, so a client still sending acks would lose our DISCONNECT (or refusing
+   * CONNACK). What arrives meanwhile is discarded (the protocol is closed).
+   */
   end(): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     this.flush();
-    // The close handler runs inside end() and marks us closed.
+    if (this.closed) return;
+    const linger = this.broker.config.mqtt.close_linger;
+    if (linger === 0) return this.closeNow();
+    this.ending = true;
+    setTimeout(closeLingered, linger * 1000, this).unref();
+  }
+
+  /** The closing handshake now; the close handler runs inside ws.end() and marks us closed. */
+  closeNow(): void {
     if (!this.closed) this.ws.end(1000);
   }
 
@@ -205,14 +233,28 @@ export async function listenWs(broker: Broker, gate: ListenerGate, host: string,
     res.writeStatus('404 Not Found').end(`MQTT over WebSocket is at ${l.ws_path}\n`);
   });
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (ls) => {
-      if (ls === false) reject(new Error(`cannot listen for MQTT/${gate.name.toUpperCase()} on ${host}:${port}`));
-      else resolve(ls);
+  // uWS binds with SO_REUSEPORT on Linux (its default; LIBUS_LISTEN_EXCLUSIVE_PORT would turn it
+  // off): the nodes of `tidemq start --nodes N` each bind the WebSocket port and the kernel spreads
+  // the connections over them. Closing one node's socket drops what waits in its own accept queue.
+  const listen = (at: number): Promise<us_listen_socket> =>
+    new Promise<us_listen_socket>((resolve, reject) => {
+      app.listen(host, at, (ls) => {
+        if (ls === false) reject(new Error(`cannot listen for MQTT/${gate.name.toUpperCase()} on ${host}:${at}`));
+        else resolve(ls);
+      });
     });
-  });
+  let listenSocket: us_listen_socket | null = await listen(port);
+  const bound = uWS.us_socket_local_port(listenSocket);
+  const stop = (): void => {
+    if (listenSocket !== null) uWS.us_listen_socket_close(listenSocket);
+    listenSocket = null;
+  };
   return {
-    port: uWS.us_socket_local_port(listenSocket),
-    close: () => uWS.us_listen_socket_close(listenSocket),
+    port: bound,
+    close: stop,
+    pause: stop,
+    resume: async () => {
+      listenSocket ??= await listen(bound);
+    },
   };
 }

@@ -4,6 +4,7 @@ import { VERSION_LINE } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
 import { runCtl } from './ctl.js';
 import { k8sCommands } from './k8s-manifests.js';
+import { MAX_NODES, parseNodeCount } from './host-nodes.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
@@ -33,6 +34,7 @@ export async function main(args: string[]): Promise<void> {
           .option('data-dir', { type: 'string', describe: 'data directory (./data/<node name>)', requiresArg: true })
           .option('join', { type: 'string', array: true, describe: 'seed nodes to join, NAME@HOST ...', requiresArg: true })
           .option('cookie', { type: 'string', describe: 'shared cluster secret', requiresArg: true })
+          .option('nodes', { type: 'string', describe: 'run N joined nodes sharing the MQTT ports (auto: one per core)', requiresArg: true })
           .epilog('Configuration: defaults < config file < TIDEMQ_SECTION__KEY environment < flags.'),
       async (argv) => {
         const flags: StartFlags = {};
@@ -48,7 +50,12 @@ export async function main(args: string[]): Promise<void> {
         if (argv.dataDir !== undefined) flags.dataDir = argv.dataDir;
         if (argv.join !== undefined) flags.join = argv.join;
         if (argv.cookie !== undefined) flags.cookie = argv.cookie;
-        await runStart(flags);
+        let nodes: number | undefined;
+        if (argv.nodes !== undefined) {
+          nodes = parseNodeCount(argv.nodes);
+          if (nodes === undefined) throw new UsageError(`invalid --nodes value: ${argv.nodes} (expected 1-${MAX_NODES} or auto)`);
+        }
+        await runStart(flags, process.env, nodes);
       },
     )
     .command(

@@ -4,14 +4,21 @@ import { constants } from 'node:os';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { StartFlags } from '../config/schema.js';
 import { createLogger } from '../log.js';
+import { memberFlags, memberIndex, members, runLauncher } from './host-nodes.js';
 
 /** Exit code of a bad configuration (SPEC 13). */
 const EXIT_CONFIG = 2;
 
-export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+/** @param nodes `--nodes`: this process launches that many members, or is one of them (host-nodes.ts). */
+export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = process.env, nodes?: number): Promise<void> {
+  const member = nodes === undefined ? undefined : memberIndex(env);
   let config;
   try {
     config = loadConfig(flags, env);
+    if (member !== undefined && nodes !== undefined) {
+      const all = members(config, nodes);
+      config = loadConfig(memberFlags(flags, all, all[member - 1] as (typeof all)[number]), env);
+    }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`tidemq: ${err.message}\n`);
@@ -19,6 +26,7 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
     return;
   }
   const log = createLogger(config.log.level);
+  if (nodes !== undefined && member === undefined) return runLauncher(config, nodes, log);
   // Loaded here, not at the top: other commands (passwd, --help) need none of the broker.
   const { startNode } = await import('../node.js');
   let node: Awaited<ReturnType<typeof startNode>> | undefined;
@@ -34,6 +42,8 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
+      // A member hears its launcher and often its process group (timeout, systemd): one stop is enough.
+      if (member !== undefined) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(128 + constants.signals[signal]);
     }
@@ -49,5 +59,8 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
     );
   };
   process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // A member of --nodes stops when its launcher says so: Ctrl-C reaches the whole process group,
+  // and the launcher turns it into one SIGTERM per member.
+  if (member === undefined) process.on('SIGINT', stop);
+  else process.on('SIGINT', () => log.debug('SIGINT: the launcher stops the members'));
 }

@@ -5,7 +5,12 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { isSea } from 'node:sea';
 
-/** None yet; a flag added here applies to bin/tidemq and to the standalone binary alike. */
+/**
+ * None: a flag added here applies to bin/tidemq and to the standalone binary alike, through a
+ * relaunch whose waiting parent costs about 40 MB, more than a smaller young generation saves one
+ * node (about 12 MB, README Performance). `start --nodes` gives its members theirs at fork
+ * (host-nodes.ts MEMBER_V8_FLAGS).
+ */
 export const V8_FLAGS: readonly string[] = [];
 
 /** What a process was started with. */

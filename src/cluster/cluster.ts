@@ -80,6 +80,10 @@ function claimBeats(a: RegEntry, b: RegEntry): boolean {
   return a.at > b.at || (a.at === b.at && a.node < b.node);
 }
 
+function flushRegistry(cluster: Cluster): void {
+  cluster.flushRegistry();
+}
+
 export interface ClusterStatus {
   running: string[];
   stopped: string[];
@@ -148,6 +152,10 @@ export interface ClusterStats {
   forwardsDropped: number;
   /** Links closed because a QoS 1/2 forward found them over the backlog bound. */
   backlogFailures: number;
+  /** Registry changes (session opened or discarded here) announced to the peers. */
+  registryChanges: number;
+  /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
+  registryBatches: number;
 }
 
 /** The refusals a stranger can cause, exported at 0 from the start: a dashboard's rate() then has
@@ -160,6 +168,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly registry = new Map<string, RegEntry>();
   /** Winning claims on sessions this node was handing over when they came: settled at its end. */
   private readonly deferredClaims = new Map<string, RegEntry>();
+  /**
+   * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
+   * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
+   * CONNECTs the turn read), leaving in one link frame per peer. Still as Reg/Unreg: a node of an earlier version
+   * (a blue-green upgrade's other half) reads them.
+   */
+  private readonly regOut = new Map<string, number | null>();
+  private regScheduled = false;
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly members = new Map<string, Member>();
@@ -197,7 +213,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** The plan planRemote fills, while it walks the route tries (one synchronous pass). */
   private planning: RemotePlan | null = null;
   private seq = 0;
-  readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0 };
+  readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   forwardsSent = 0;
   forwardsReceived = 0;
@@ -549,8 +565,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.onReg(peer, m[1] as string, m[2] as number);
         return;
       case Msg.Unreg:
-        if (this.registry.get(m[1] as string)?.node === peer) this.registry.delete(m[1] as string);
-        if (this.deferredClaims.get(m[1] as string)?.node === peer) this.deferredClaims.delete(m[1] as string);
+        this.onUnreg(peer, m[1] as string);
         return;
       case Msg.RegSync:
         this.onRegSync(peer, m[1] as Array<[string, number]>);
@@ -833,13 +848,44 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (deferred !== undefined && deferred.at >= at) at = deferred.at + 1;
     this.deferredClaims.delete(clientId);
     this.registry.set(clientId, { node: this.node, at });
-    this.broadcast([Msg.Reg, clientId, at]);
+    this.queueReg(clientId, at);
   }
 
   sessionDiscarded(clientId: string): void {
     if (this.registry.get(clientId)?.node !== this.node) return;
     this.registry.delete(clientId);
-    this.broadcast([Msg.Unreg, clientId]);
+    this.queueReg(clientId, null);
+  }
+
+  private queueReg(clientId: string, at: number | null): void {
+    this.regOut.set(clientId, at);
+    if (this.regScheduled) return;
+    this.regScheduled = true;
+    setImmediate(flushRegistry, this);
+  }
+
+  /** @internal Sends this turn's registry changes (setImmediate callback). */
+  flushRegistry(): void {
+    this.regScheduled = false;
+    if (this.regOut.size === 0) return;
+    const changes = this.regOut.size;
+    // A peer whose link comes up later gets the registry itself in its RegSync (sendState).
+    if (this.hasLinks()) {
+      for (const [clientId, at] of this.regOut) this.broadcast(at === null ? [Msg.Unreg, clientId] : [Msg.Reg, clientId, at]);
+      this.stats.registryChanges += changes;
+      this.stats.registryBatches++;
+    }
+    this.regOut.clear();
+  }
+
+  private hasLinks(): boolean {
+    for (const m of this.members.values()) if (m.link !== null) return true;
+    return false;
+  }
+
+  private onUnreg(peer: string, clientId: string): void {
+    if (this.registry.get(clientId)?.node === peer) this.registry.delete(clientId);
+    if (this.deferredClaims.get(clientId)?.node === peer) this.deferredClaims.delete(clientId);
   }
 
   /**

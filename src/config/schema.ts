@@ -16,6 +16,8 @@ export interface Config {
     proxy_header_timeout: number; /* seconds */
     /* Per-listener connection caps beside mqtt.max_connections; 0 = none. */
     tcp_max_connections: number; tls_max_connections: number; ws_max_connections: number; wss_max_connections: number;
+    /* Stop accepting while evacuated or rebalanced, so a shared port's siblings take new clients (`start --nodes`). */
+    stop_accepting_on_evacuation: boolean;
   };
   mqtt: {
     max_packet_size: number; max_connect_size: number; max_keepalive: number; idle_timeout: number; /* seconds: the CONNECT deadline */
@@ -83,6 +85,7 @@ export const SCHEMA: Schema = {
     tls_enabled: bool(), ws_enabled: bool(), wss_enabled: bool(), ws_path: urlPath(),
     tls_verify_peer: bool(), tls_cn_as_username: bool(), proxy_header_timeout: duration(3600),
     tcp_max_connections: int(0, U32), tls_max_connections: int(0, U32), ws_max_connections: int(0, U32), wss_max_connections: int(0, U32),
+    stop_accepting_on_evacuation: bool(),
   },
   mqtt: {
     max_packet_size: size(2, MQTT_MAX_PACKET), max_connect_size: size(2, MQTT_MAX_PACKET), max_keepalive: int(0, 65535),
@@ -142,6 +145,7 @@ export function defaultConfig(name: string = DEFAULT_NODE_NAME): Config {
       tls_enabled: true, ws_enabled: true, wss_enabled: true, ws_path: '/mqtt',
       tls_verify_peer: false, tls_cn_as_username: false, proxy_header_timeout: 5,
       tcp_max_connections: 0, tls_max_connections: 0, ws_max_connections: 0, wss_max_connections: 0,
+      stop_accepting_on_evacuation: false,
     },
     mqtt: {
       max_packet_size: 1024 * 1024, max_connect_size: 1024 * 1024, max_keepalive: 65535, idle_timeout: 15, close_linger: 1,

@@ -44,6 +44,8 @@ export class EvictionAgent {
     rebalance: { connections: 0, sessions: 0 },
   };
   sessionMovesFailed = 0;
+  /** Told when new connections start or stop being refused (node.ts pauses the listeners). */
+  onRefusingChange: ((refusing: boolean) => void) | null = null;
 
   constructor(
     private readonly broker: Broker,
@@ -59,6 +61,11 @@ export class EvictionAgent {
     return this.current === null;
   }
 
+  /** Whether new connections are refused now. */
+  get refusing(): boolean {
+    return this.current !== null && !this.current.allowConnections;
+  }
+
   /** CONNECTs refused while enabled and not allowing connections. */
   get refusedConnects(): number {
     return this.refusal.refused;
@@ -70,19 +77,23 @@ export class EvictionAgent {
    */
   enable(kind: EvictionKind, redirect: string | undefined, allowConnections: boolean): void {
     if (this.current !== null && this.current.kind !== kind) throw new RebalanceError('eviction_agent_busy', 'eviction_agent_busy');
+    const was = this.refusing;
     this.current = { kind, redirect, allowConnections };
     this.refusal.properties = redirect === undefined ? undefined : { serverReference: redirect };
     this.broker.connectRefusal = allowConnections ? null : this.refusal;
+    if (was !== this.refusing) this.onRefusingChange?.(!was);
   }
 
   /** Back to normal: connections accepted, available again. A no-op unless enabled for `kind`. */
   disable(kind: EvictionKind): void {
     if (this.current?.kind !== kind) return;
+    const was = this.refusing;
     this.current = null;
     this.broker.connectRefusal = null;
     this.connCursor = null;
     this.sessCursor = null;
     this.failures.clear();
+    if (was) this.onRefusingChange?.(false);
   }
 
   /**

@@ -147,10 +147,9 @@ t.test('the linger is bounded: a client that never closes is cut off after mqtt.
   t.equal(await lingerExpired(), before + 1, 'not counted');
 });
 
-// uWS sends the close frame at once and reads on (discarding) until the client closes or its own
-// closing timeout passes: 0-4 s (its timer ticks every 4 s), not mqtt.close_linger, so a client
-// still writing then may be reset. Here the client writes one burst past the limit and stops.
-t.test('WebSocket: the same over Receive Maximum (uWS ends with the closing handshake)', async (t) => {
+// WebSocket: the node sends its last packet at once and the close frame only when the client has
+// closed or mqtt.close_linger (1 s by default) has passed, reading (and discarding) meanwhile.
+t.test('WebSocket: over Receive Maximum and still sending, the client reads DISCONNECT 0x93 and a normal close', async (t) => {
   const wsNode = await startTestNode(t, { mqtt: { max_inflight: 2 } });
   const ws = await rawWs(t, wsNode.port('ws'), { protocol: 'mqtt' });
   t.match(ws.status, / 101 /);
@@ -162,8 +161,17 @@ t.test('WebSocket: the same over Receive Maximum (uWS ends with the closing hand
   const burst: Buffer[] = [];
   for (let id = 1; id <= 64; id++) burst.push(publish('linger/flood', 2, id));
   ws.send(Buffer.concat(burst));
+  const sentAt = Date.now();
   ws.resume();
-  t.equal(await ws.closed(), 1000, 'a normal WebSocket close');
+  // The client goes on writing for 600 ms (acks in flight): within the linger the node reads on.
+  let id = 65;
+  while (Date.now() - sentAt < 600 && !ws.isClosed) {
+    ws.send(publish('linger/flood', 2, id++));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.notOk(ws.isClosed, 'not closed (nor reset) while the client still writes within the linger');
+  t.equal(await ws.closed(4000), 1000, 'a normal WebSocket close');
+  t.ok(Date.now() - sentAt >= 900, `the close frame came after the linger (${Date.now() - sentAt} ms)`);
   const rest = await ws.read(1 << 20);
   const packets: Packet[] = [];
   const parser = mqttPacket.parser({ protocolVersion: 5 });
@@ -171,4 +179,24 @@ t.test('WebSocket: the same over Receive Maximum (uWS ends with the closing hand
   parser.parse(rest);
   t.same(packets.map((p) => p.cmd), ['pubrec', 'pubrec', 'disconnect']);
   t.match(packets[2], { cmd: 'disconnect', reasonCode: 0x93 }, 'Receive Maximum exceeded, read by the client');
+});
+
+t.test('WebSocket: a client that closes after the DISCONNECT is not held for the linger', async (t) => {
+  const wsNode = await startTestNode(t, { mqtt: { max_inflight: 2 } });
+  const ws = await rawWs(t, wsNode.port('ws'), { protocol: 'mqtt' });
+  ws.send(connectBytes('ws-prompt', 5));
+  const head = await ws.read(2);
+  await ws.read(head[1] as number);
+  const burst: Buffer[] = [];
+  for (let id = 1; id <= 3; id++) burst.push(publish('linger/flood', 2, id));
+  ws.send(Buffer.concat(burst));
+  const packets: Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 5 });
+  parser.on('packet', (p: Packet) => packets.push(p));
+  while (!packets.some((p) => p.cmd === 'disconnect') && !ws.isClosed) parser.parse(await ws.read(1, 3000));
+  t.same(packets.map((p) => p.cmd), ['pubrec', 'pubrec', 'disconnect'], 'two PUBRECs, then DISCONNECT');
+  const closingAt = Date.now();
+  ws.send(Buffer.from([0x03, 0xe8]), 8); // the client's close frame, 1000
+  await ws.closed(3000);
+  t.ok(Date.now() - closingAt < 500, `closed when the client closed (${Date.now() - closingAt} ms)`);
 });

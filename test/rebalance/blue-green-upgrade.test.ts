@@ -10,7 +10,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import t from 'tap';
 import { runChart } from '../../src/cli/chart.js';
 import { queryRange } from '../../src/metrics/prometheus-api.js';
@@ -19,10 +19,9 @@ import { v5 as api } from '../helpers/admin.js';
 import { repoRoot } from '../helpers/build.js';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
-import { isRunning, run, spawnProcess, startProcess } from '../helpers/process.js';
-import { haproxyConfig, haveHaproxy, serverStates } from './haproxy-support.js';
+import { isRunning, run, startProcess } from '../helpers/process.js';
+import { checkedSubscribers, haproxyConfig, haveHaproxy, holdNbenchClients, NBENCH, serverStates } from './haproxy-support.js';
 
-const NBENCH = join(repoRoot, 'native-bench', 'build', 'nbench');
 const PROMETHEUS = [process.env.PROMETHEUS_BIN, '/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((p) => p !== undefined && p !== '' && existsSync(p));
 /** nbench clients, half persistent 5.0, half clean 3.1.1 (the seed: 3000 with the MQTT.js ones). */
 const HOLD = Number(process.env.TIDEMQ_BG_HOLD ?? 2900);
@@ -78,34 +77,9 @@ if (!(await haveHaproxy()) || !nbenchBuilt || PROMETHEUS === undefined) {
     const prom = `http://127.0.0.1:${promPort}`;
     const t0 = Math.floor(Date.now() / 1000);
 
-    // The bulk: nbench watch through HAProxy, reconnecting when evicted.
-    for (const [prefix, version, persistent] of [['bgA', '5', true], ['bgB', '4', false]] as const) {
-      const args = ['watch', '-n', String(HOLD / 2), '--port', String(front), '--version', version, '--prefix', prefix, '--reconnect-delay', '200', '--max-retries', '1000', '--duration', '600', '--progress', '0'];
-      const p = spawnProcess({ name: `nbench ${prefix}`, command: NBENCH, args: persistent ? [...args, '--persistent', '--session-expiry', '600'] : args });
-      t.teardown(() => p.stop('SIGTERM'));
-    }
-    // The checked ones: persistent sessions subscribed at QoS 1, reconnecting through HAProxy.
-    const got: Array<Set<number>> = [];
-    const clients: MqttClient[] = [];
-    t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
-    const open = async (i: number): Promise<void> => {
-      const v5 = i % 2 === 0;
-      const c = mqtt.connect(`mqtt://127.0.0.1:${front}`, {
-        clientId: `bg-q-${i}`,
-        protocolVersion: v5 ? 5 : 4,
-        clean: false,
-        ...(v5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-        reconnectPeriod: 300,
-        connectTimeout: 10_000,
-      });
-      got[i] = new Set();
-      clients[i] = c;
-      c.on('message', (_topic, payload) => got[i]?.add(Number(payload.toString())));
-      c.on('error', () => undefined); // refused while HAProxy still routes to a draining node
-      await new Promise<void>((resolve) => c.once('connect', () => resolve()));
-      await c.subscribeAsync(TOPIC, { qos: 1 });
-    };
-    for (let i = 0; i < MQTTJS; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => open(i + k)));
+    // The bulk: nbench watch through HAProxy, reconnecting when evicted; then the checked clients.
+    holdNbenchClients(t, front, 'bg', HOLD / 2);
+    const got = await checkedSubscribers(t, front, 'bg', MQTTJS, TOPIC);
     const onOld = async (): Promise<number> => (await Promise.all(old.map(live))).reduce((a, b) => a + b, 0);
     await waitFor(`${TOTAL} clients on the old nodes`, async () => (await onOld()) === TOTAL, 90_000);
     t.pass(`before: ${(await Promise.all(old.map(live))).join(' / ')} on the old nodes`);

@@ -1,15 +1,20 @@
 // A real HAProxy in front of test nodes, configured as in the seed (mode tcp, balance leastconn,
 // option httpchk on the availability check with the seed's own `http-check send` line), with an
-// admin socket to read and change its view of the servers. Shared by the evacuation and rebalance end-to-end tests.
+// admin socket to read and change its view of the servers, and the clients that load it. Shared by
+// the evacuation, rebalance and blue-green end-to-end tests.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
 import type { Test } from 'tap';
 import { waitFor } from '../cluster/support.js';
+import { repoRoot } from '../helpers/build.js';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
-import { run, startProcess } from '../helpers/process.js';
+import { run, spawnProcess, startProcess } from '../helpers/process.js';
+
+export const NBENCH = join(repoRoot, 'native-bench', 'build', 'nbench');
 
 /** Whether HAProxy is installed (Debian package haproxy). */
 export async function haveHaproxy(): Promise<boolean> {
@@ -92,4 +97,47 @@ export async function serverStates(socket: string): Promise<Map<string, string>>
     if (f[0] === 'tidemq' && f[1] !== 'BACKEND') states.set(f[1] as string, (f[17] ?? '').split(' ')[0] as string);
   }
   return states;
+}
+
+/**
+ * The bulk of a load through HAProxy: two nbench watch processes of `each` connections, persistent
+ * 5.0 (`<prefix>A`) and clean 3.1.1 (`<prefix>B`), reconnecting when evicted; stopped by PID.
+ */
+export function holdNbenchClients(t: Test, front: number, prefix: string, each: number): void {
+  for (const [kind, version, persistent] of [['A', '5', true], ['B', '4', false]] as const) {
+    const args = ['watch', '-n', String(each), '--port', String(front), '--version', version, '--prefix', `${prefix}${kind}`, '--reconnect-delay', '200', '--max-retries', '1000', '--duration', '600', '--progress', '0'];
+    const p = spawnProcess({ name: `nbench ${prefix}${kind}`, command: NBENCH, args: persistent ? [...args, '--persistent', '--session-expiry', '600'] : args });
+    t.teardown(() => p.stop('SIGTERM'));
+  }
+}
+
+/**
+ * The checked part of a load: `count` MQTT.js persistent sessions (`<prefix>-q-<i>`, even ones 5.0,
+ * odd ones 3.1.1) subscribed to `topic` at QoS 1 through HAProxy, reconnecting when evicted.
+ * Returns, per client, the numbers of the payloads it received.
+ */
+export async function checkedSubscribers(t: Test, front: number, prefix: string, count: number, topic: string): Promise<Array<Set<number>>> {
+  const got: Array<Set<number>> = [];
+  const clients: MqttClient[] = [];
+  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
+  const open = async (i: number): Promise<void> => {
+    const v5 = i % 2 === 0;
+    const c = mqtt.connect(`mqtt://127.0.0.1:${front}`, {
+      clientId: `${prefix}-q-${i}`,
+      protocolVersion: v5 ? 5 : 4,
+      clean: false,
+      ...(v5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+      reconnectPeriod: 300,
+      connectTimeout: 10_000,
+      keepalive: 60,
+    });
+    got[i] = new Set();
+    clients[i] = c;
+    c.on('message', (_topic, payload) => got[i]?.add(Number(payload.toString())));
+    c.on('error', () => undefined); // refused reconnects while HAProxy still routes to a draining node
+    await new Promise<void>((resolve) => c.once('connect', () => resolve()));
+    await c.subscribeAsync(topic, { qos: 1 });
+  };
+  for (let i = 0; i < count; i += 50) await Promise.all(Array.from({ length: Math.min(50, count - i) }, (_, k) => open(i + k)));
+  return got;
 }

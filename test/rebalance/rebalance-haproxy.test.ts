@@ -6,17 +6,14 @@
 // `ctl rebalance start --abs-conn-threshold 100 --conn-evict-rate 500` on node 1 must end with
 // every node near 750, the same 3000 connected, no QoS 1 message lost, the rebalance gone from
 // global status. Prints the time to balanced and the peak reconnect rate seen by node 4.
-import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import t from 'tap';
-import { repoRoot } from '../helpers/build.js';
 import type { NodeProcess } from '../helpers/node-process.js';
-import { run, spawnProcess } from '../helpers/process.js';
+import { run } from '../helpers/process.js';
 import { ctl, sleep, startCluster, waitFor } from '../cluster/support.js';
-import { haproxyCommand, haveHaproxy, serverStates, startHaproxy } from './haproxy-support.js';
+import { checkedSubscribers, haproxyCommand, haveHaproxy, holdNbenchClients, NBENCH, serverStates, startHaproxy } from './haproxy-support.js';
 import { v5 as api } from '../helpers/admin.js';
 
-const NBENCH = join(repoRoot, 'native-bench', 'build', 'nbench');
 const PER_NBENCH = 1400;
 const MQTTJS = 200;
 const TOTAL = 2 * PER_NBENCH + MQTTJS;
@@ -35,35 +32,9 @@ if (!(await haveHaproxy()) || !nbenchBuilt) {
     await haproxyCommand(socket, 'disable server tidemq/tidemq4');
     await waitFor('node 4 out of HAProxy', async () => (await serverStates(socket)).get('tidemq4') === 'MAINT', 5000);
 
-    // The bulk: two nbench watch processes, stopped by PID.
-    for (const [prefix, version, persistent] of [['rbA', '5', true], ['rbB', '4', false]] as const) {
-      const args = ['watch', '-n', String(PER_NBENCH), '--port', String(front), '--version', version, '--prefix', prefix, '--reconnect-delay', '200', '--max-retries', '1000', '--duration', '600', '--progress', '0'];
-      const p = spawnProcess({ name: `nbench ${prefix}`, command: NBENCH, args: persistent ? [...args, '--persistent', '--session-expiry', '600'] : args });
-      t.teardown(() => p.stop('SIGTERM'));
-    }
-    // The checked ones: persistent sessions subscribed at QoS 1, reconnecting through HAProxy.
-    const got: Array<Set<number>> = [];
-    const clients: MqttClient[] = [];
-    t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
-    const open = async (i: number): Promise<void> => {
-      const v5 = i % 2 === 0;
-      const c = mqtt.connect(`mqtt://127.0.0.1:${front}`, {
-        clientId: `rb-q-${i}`,
-        protocolVersion: v5 ? 5 : 4,
-        clean: false,
-        ...(v5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
-        reconnectPeriod: 300,
-        connectTimeout: 10_000,
-        keepalive: 60,
-      });
-      got[i] = new Set();
-      clients[i] = c;
-      c.on('message', (_topic, payload) => got[i]?.add(Number(payload.toString())));
-      c.on('error', () => undefined); // refused reconnects while HAProxy still routes to a donor
-      await new Promise<void>((resolve) => c.once('connect', () => resolve()));
-      await c.subscribeAsync(TOPIC, { qos: 1 });
-    };
-    for (let i = 0; i < MQTTJS; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => open(i + k)));
+    // The bulk: two nbench watch processes, stopped by PID; then the checked clients.
+    holdNbenchClients(t, front, 'rb', PER_NBENCH);
+    const got = await checkedSubscribers(t, front, 'rb', MQTTJS, TOPIC);
     const counts = async (): Promise<number[]> => Promise.all(nodes.map(live));
     await waitFor(`${TOTAL} connections on nodes 1-3`, async () => (await counts()).slice(0, 3).reduce((a, b) => a + b, 0) === TOTAL, 60_000);
     const before = await counts();

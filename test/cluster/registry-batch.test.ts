@@ -1,0 +1,44 @@
+// The client registry on a connect burst: a node announces the sessions opened in one event-loop
+// turn together, once per turn (coalesced per client id), and the peer still learns every one (a
+// client id it holds is taken over from there) and every discard.
+import mqtt, { type MqttClient } from 'mqtt';
+import t from 'tap';
+import { connectListening, metric, startCluster, waitFor } from './support.js';
+
+const BURST = 200;
+
+t.test('a burst of connects on node 1 reaches node 2, announced once per event-loop turn', async (t) => {
+  const [n1, n2] = await startCluster(t, 2);
+  if (n1 === undefined || n2 === undefined) throw new Error('no cluster');
+  const clients: MqttClient[] = [];
+  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
+  // All at once: the node reads many CONNECTs per turn, as under real connect load.
+  await Promise.all(
+    Array.from({ length: BURST }, (_, i) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${n1.mqttPort}`, { clientId: `burst${i}`, clean: false, reconnectPeriod: 0, connectTimeout: 10_000 }).then((c) => void clients.push(c)),
+    ),
+  );
+  await waitFor('every change announced', async () => (await metric(n1, 'tidemq_cluster_registry_changes_total')) >= BURST);
+  const changes = await metric(n1, 'tidemq_cluster_registry_changes_total');
+  const batches = await metric(n1, 'tidemq_cluster_registry_batches_total');
+  t.equal(changes, BURST, 'one change per session opened');
+  t.ok(batches >= 1 && batches < changes, `coalesced: ${changes} changes in ${batches} turns`);
+  // Node 2 knows where each session is: the same client id there takes the session over.
+  for (const i of [0, BURST / 2, BURST - 1]) {
+    const { connack } = await connectListening(t, n2.mqttPort, { clientId: `burst${i}`, clean: false }, () => {});
+    t.equal(connack.sessionPresent, true, `burst${i}: taken over from node 1`);
+  }
+  await waitFor('the takeovers announced back', async () => (await metric(n2, 'tidemq_cluster_registry_changes_total')) >= 3);
+});
+
+t.test('discards in the same batches: a session ended on node 1 is forgotten on node 2', async (t) => {
+  const [n1, n2] = await startCluster(t, 2);
+  if (n1 === undefined || n2 === undefined) throw new Error('no cluster');
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${n1.mqttPort}`, { clientId: 'gone', clean: true, reconnectPeriod: 0 });
+  await c.endAsync();
+  // Opened and discarded: two changes, announced in one or two batches.
+  await waitFor('open and discard announced', async () => (await metric(n1, 'tidemq_cluster_registry_changes_total')) >= 2);
+  t.equal(await metric(n1, 'tidemq_cluster_registry_changes_total'), 2, 'the open and the discard');
+  const { connack } = await connectListening(t, n2.mqttPort, { clientId: 'gone', clean: false }, () => {});
+  t.equal(connack.sessionPresent, false, 'no session to take over: node 2 forgot the discarded one');
+});
