@@ -20,6 +20,7 @@ import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
 import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
 import { Msg } from './messages.js';
+import { Registry } from './registry.js';
 import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
 import { Rpc } from './rpc.js';
 import { Takeover } from './takeover.js';
@@ -61,23 +62,6 @@ interface Member {
   downSince: number;
   nextDial: number;
   failures: number;
-}
-
-interface RegEntry {
-  node: string;
-  /**
-   * ms when the session opened there, raised above every claim the node knew of then: of two
-   * nodes claiming a client, the later one wins (claimBeats).
-   */
-  at: number;
-}
-
-/**
- * The total order on claims every node applies alike: the later `at` wins, a tie goes to the
- * lower node name.
- */
-function claimBeats(a: RegEntry, b: RegEntry): boolean {
-  return a.at > b.at || (a.at === b.at && a.node < b.node);
 }
 
 function flushRegistry(cluster: Cluster): void {
@@ -165,9 +149,7 @@ const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_p
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
   private readonly routes = new RouteTable();
-  private readonly registry = new Map<string, RegEntry>();
-  /** Winning claims on sessions this node was handing over when they came: settled at its end. */
-  private readonly deferredClaims = new Map<string, RegEntry>();
+  private readonly registry: Registry;
   /**
    * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
    * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
@@ -224,6 +206,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     readonly log: Logger,
   ) {
     this.node = config.node.name;
+    this.registry = new Registry(this.node);
     this.cookie = config.node.cookie;
     this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
     this.tls = clusterTls(config.cluster);
@@ -291,7 +274,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.broker.cluster === this) return;
     const now = Date.now();
     for (const session of this.broker.sessions.values()) {
-      this.registry.set(session.clientId, { node: this.node, at: session.disconnectedAt === 0 ? now : session.disconnectedAt });
+      this.registry.addLocal(session.clientId, session.disconnectedAt === 0 ? now : session.disconnectedAt);
       for (const filter of session.subscriptions.keys()) {
         const shared = parseSharedFilter(filter);
         if (typeof shared === 'object') {
@@ -307,7 +290,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.broker.cluster === this) this.broker.cluster = null;
     this.localRoutes.clear();
     this.registry.clear();
-    this.deferredClaims.clear();
   }
 
   private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
@@ -630,9 +612,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private sendState(link: Link): void {
     link.send(this.membersMessage());
     link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
-    const regs: Array<[string, number]> = [];
-    for (const [clientId, e] of this.registry) if (e.node === this.node) regs.push([clientId, e.at]);
-    link.send([Msg.RegSync, regs]);
+    link.send([Msg.RegSync, this.registry.local()]);
     link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), retainWire)]);
   }
 
@@ -722,8 +702,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     m.dialing?.close(why);
     this.routes.purge(name);
     this.rpc.nodeDown(name);
-    for (const [clientId, e] of this.registry) if (e.node === name) this.registry.delete(clientId);
-    for (const [clientId, e] of this.deferredClaims) if (e.node === name) this.deferredClaims.delete(clientId);
+    this.registry.forget(name);
     this.log.info({ peer: name, why }, 'cluster member removed');
     if (this.members.size === 0) this.detach();
   }
@@ -830,31 +809,16 @@ export class Cluster implements ClusterBridge, LinkHandler {
   // ---- registry ------------------------------------------------------------------------------
 
   ownerOf(clientId: string): string | undefined {
-    return this.registry.get(clientId)?.node;
+    return this.registry.ownerOf(clientId);
   }
 
-  /**
-   * Claims the client id for this node. The claim beats every claim known here (a Reg that came
-   * while this node was still pulling the session, in the same ms or from a clock ahead): the peer
-   * that made it compares it with ours when our Reg arrives and yields, whereas this node will not
-   * see the peer's Reg again. Without the raise, an equal `at` could leave both holding it.
-   */
+  /** Claims the client id for this node (Registry.claim) and tells the peers. */
   sessionOpened(session: Session): void {
-    const clientId = session.clientId;
-    let at = Date.now();
-    const known = this.registry.get(clientId);
-    if (known !== undefined && known.at >= at) at = known.at + 1;
-    const deferred = this.deferredClaims.get(clientId);
-    if (deferred !== undefined && deferred.at >= at) at = deferred.at + 1;
-    this.deferredClaims.delete(clientId);
-    this.registry.set(clientId, { node: this.node, at });
-    this.queueReg(clientId, at);
+    this.queueReg(session.clientId, this.registry.claim(session.clientId, Date.now()));
   }
 
   sessionDiscarded(clientId: string): void {
-    if (this.registry.get(clientId)?.node !== this.node) return;
-    this.registry.delete(clientId);
-    this.queueReg(clientId, null);
+    if (this.registry.release(clientId)) this.queueReg(clientId, null);
   }
 
   private queueReg(clientId: string, at: number | null): void {
@@ -884,63 +848,29 @@ export class Cluster implements ClusterBridge, LinkHandler {
   }
 
   private onUnreg(peer: string, clientId: string): void {
-    if (this.registry.get(clientId)?.node === peer) this.registry.delete(clientId);
-    if (this.deferredClaims.get(clientId)?.node === peer) this.deferredClaims.delete(clientId);
+    this.registry.onUnreg(peer, clientId);
   }
 
-  /**
-   * A peer opened a session for a client id. If we hold one too (connects racing on two nodes, or
-   * a node back from a crash with an old copy), the later one wins and the other ends: exactly
-   * one live connection and one session (SPEC 4).
-   */
+  /** A peer opened a session for a client id: when its claim beats ours, ours yields (Registry.onReg). */
   private onReg(peer: string, clientId: string, at: number): void {
-    const claim: RegEntry = { node: peer, at };
-    const e = this.registry.get(clientId);
-    if (e !== undefined && e.node === this.node) {
-      // Ours wins: the peer made its claim before ours reached it, so it yields when it does.
-      if (!claimBeats(claim, e)) return;
-      if (this.takeover.handingOver(clientId)) {
-        // The session is on its way to another node, or comes back here if that fails: decided
-        // when the handover ends (handOverEnded), by the same order.
-        const d = this.deferredClaims.get(clientId);
-        if (d === undefined || claimBeats(claim, d)) this.deferredClaims.set(clientId, claim);
-        return;
-      }
-      this.yieldTo(clientId, claim);
-      return;
-    }
-    if (e === undefined || e.node === peer || e.at <= at) this.registry.set(clientId, claim);
+    if (this.registry.onReg(peer, clientId, at, this.takeover.handingOver(clientId))) this.yieldSession(clientId);
   }
 
   /** A claim beat ours: our connection ends (5.0 DISCONNECT 0x8E) and our copy goes, no will. */
-  private yieldTo(clientId: string, claim: RegEntry): void {
-    this.registry.set(clientId, claim);
+  private yieldSession(clientId: string): void {
     const session = this.broker.sessions.handOver(clientId);
     if (session !== undefined) this.broker.sessions.endHandOver(session, true, Date.now());
   }
 
-  /**
-   * A handover of ours ended (Takeover.settle). A claim that beat ours meanwhile is settled now:
-   * if the session stayed here, it yields to that claim; if it moved, the claim is what the
-   * registry knows until the recipient's Reg comes.
-   */
+  /** A handover of ours ended (Takeover.settle): a claim that beat ours meanwhile is settled now. */
   handOverEnded(clientId: string, moved: boolean): void {
-    const claim = this.deferredClaims.get(clientId);
-    if (claim === undefined) return;
-    this.deferredClaims.delete(clientId);
-    const e = this.registry.get(clientId);
-    if (e !== undefined && e.node === this.node && !moved && this.broker.sessions.has(clientId)) {
-      if (claimBeats(claim, e)) this.yieldTo(clientId, claim);
-      return;
-    }
-    if (e === undefined || e.at <= claim.at) this.registry.set(clientId, claim);
+    if (this.registry.handOverEnded(clientId, !moved && this.broker.sessions.has(clientId))) this.yieldSession(clientId);
   }
 
   private onRegSync(peer: string, regs: Array<[string, number]>): void {
-    for (const [clientId, e] of this.registry) if (e.node === peer) this.registry.delete(clientId);
-    for (const [clientId, e] of this.deferredClaims) if (e.node === peer) this.deferredClaims.delete(clientId);
-    for (const [clientId, at] of regs) this.onReg(peer, clientId, at);
+    for (const clientId of this.registry.onRegSync(peer, regs, (id) => this.takeover.handingOver(id))) this.yieldSession(clientId);
   }
+
 
   /**
    * Kicks a client whose session another node holds (the management API, from any node): that
@@ -948,14 +878,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
    * reachable node holds it; rejects (RpcError) when the holder does not answer in time.
    */
   async kickRemote(clientId: string): Promise<boolean> {
-    const owner = this.registry.get(clientId)?.node;
+    const owner = this.registry.ownerOf(clientId);
     const link = owner === undefined || owner === this.node ? undefined : this.linkTo(owner);
     if (link === undefined) return false;
     return (await this.rpc.call(link, KICK_RPC, { clientId })) === true;
   }
 
   pullSession(clientId: string, cleanStart: boolean): Promise<void> | null {
-    const owner = this.registry.get(clientId)?.node;
+    const owner = this.registry.ownerOf(clientId);
     if (owner === undefined || owner === this.node || this.linkTo(owner) === undefined) return null;
     return this.takeover.pull(owner, clientId, cleanStart);
   }
