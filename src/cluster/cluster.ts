@@ -27,6 +27,12 @@ import { Takeover } from './takeover.js';
 
 /** The management API's kick, run by the node holding the session. */
 const KICK_RPC = 'clients.kick';
+
+declare module './rpc.js' {
+  interface RpcTable {
+    'clients.kick': { args: { clientId: string }; result: boolean };
+  }
+}
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
 /** A link sends at least this often (a Ping when idle)... */
@@ -213,7 +219,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
-    this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick((args as { clientId: string }).clientId));
+    this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick(args.clientId));
     this.joinedAt = Date.now();
   }
 

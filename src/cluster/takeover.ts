@@ -49,6 +49,16 @@ type BufferedWire = [
 
 type BeginReply = { parts: SessionPart[] } | { redirect: string } | null;
 
+declare module './rpc.js' {
+  interface RpcTable {
+    ping: { args: null; result: boolean };
+    'takeover.begin': { args: { clientId: string; id: string }; result: BeginReply };
+    'takeover.end': { args: { clientId: string; id: string }; result: BufferedWire[] };
+    'takeover.discard': { args: { clientId: string }; result: boolean };
+    'takeover.fence': { args: { via: string }; result: boolean };
+  }
+}
+
 /** Owner side: a session being handed over. */
 interface Handing {
   id: string;
@@ -85,10 +95,10 @@ export class Takeover {
   migratedOut = 0;
 
   constructor(private readonly host: TakeoverHost) {
-    host.rpc.handle('takeover.begin', (args) => this.begin(args as { clientId: string; id: string }));
-    host.rpc.handle('takeover.end', (args) => this.end(args as { clientId: string; id: string }));
-    host.rpc.handle('takeover.discard', (args) => this.discard((args as { clientId: string }).clientId));
-    host.rpc.handle('takeover.fence', (args) => this.fence((args as { via: string }).via));
+    host.rpc.handle('takeover.begin', (args) => this.begin(args));
+    host.rpc.handle('takeover.end', (args) => this.end(args));
+    host.rpc.handle('takeover.discard', (args) => this.discard(args.clientId));
+    host.rpc.handle('takeover.fence', (args) => this.fence(args.via));
     host.rpc.handle('ping', () => true);
   }
 
@@ -122,7 +132,7 @@ export class Takeover {
         await rpc.call(link, 'takeover.discard', { clientId });
         return;
       }
-      const reply = (await rpc.call(link, 'takeover.begin', { clientId, id })) as BeginReply;
+      const reply = await rpc.call(link, 'takeover.begin', { clientId, id });
       if (reply === null) return;
       if ('redirect' in reply) {
         if (reply.redirect === this.host.node) return;
@@ -140,7 +150,7 @@ export class Takeover {
       );
       let buffered: BufferedWire[] = [];
       try {
-        buffered = (await rpc.call(link, 'takeover.end', { clientId, id })) as BufferedWire[];
+        buffered = await rpc.call(link, 'takeover.end', { clientId, id });
       } catch (err) {
         // The session as it was at begin is here; what the owner buffered stays with it.
         this.host.log.warn({ err, clientId, owner: from }, 'takeover end failed; continuing with the session as handed over');
