@@ -2,6 +2,8 @@
 // is detected by heartbeats; when it comes back the two sides merge routes, retained messages
 // and the registry (one holder per client id). A node down longer than autoclean is removed.
 
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { adminRequest, v5 } from '../helpers/admin.js';
 import { connectClient, messageCollector } from '../helpers/clients.js';
@@ -75,10 +77,11 @@ t.test('a partition heals: heartbeats detect it, then routes, retained and regis
 t.test('a node down longer than autoclean is removed; restarted, it rejoins', async (t) => {
   const [n1, n2] = await startCluster(t, 2, { each: [{ env: { TIDEMQ_CLUSTER__AUTOCLEAN: '2' } }, { keepDataDir: true }] });
   if (n1 === undefined || n2 === undefined) throw new Error('cluster did not start');
-  t.teardown(async () => {
-    const { rmSync } = await import('node:fs');
-    rmSync(n2.dataDir, { recursive: true, force: true });
-  });
+  t.teardown(() => rmSync(n2.dataDir, { recursive: true, force: true }));
+  // Membership is written to the data dir just after the join: a kill before that write would
+  // restart n2 knowing no cluster (a node killed within milliseconds of joining must join again).
+  const saved = join(n2.dataDir, 'cluster.json');
+  await waitFor('n2 to have saved its membership', async () => existsSync(saved) && readFileSync(saved, 'utf8').includes(n1.name));
   await n2.stop('SIGKILL');
   await waitFor('n2 listed as stopped', async () => (await view(n1)).stopped_nodes.includes(n2.name));
   await waitFor('n2 removed by autoclean', async () => !(await view(n1)).stopped_nodes.includes(n2.name), 6000);
