@@ -152,7 +152,7 @@ export async function startNode(config: Config, log: Logger, hooks: NodeHooks = 
   const store = LmdbStore.open(join(config.node.data_dir, 'lmdb'));
   const wheel = new TimerWheel(WHEEL_TICK_MS);
   const broker = new Broker(config, wheel, authenticator, acl, log, store);
-  const restored = broker.restore(Date.now());
+  const restored = broker.sessions.restore(Date.now());
   log.info({ path: store.path, ...restored }, 'session store loaded');
   const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);
   sweeper.unref();

@@ -90,7 +90,7 @@ export function clientRoutes(ctx: AdminContext): Route[] {
         const clientId = req.params.clientid as string;
         // Wherever in the cluster the session is, the same answer: kicked (connected) or discarded
         // with its pending will (disconnected), as EMQX 4.4 does.
-        if (ctx.broker.kick(clientId)) return done();
+        if (ctx.broker.sessions.kick(clientId)) return done();
         let kicked: boolean;
         try {
           kicked = ctx.cluster !== undefined && (await ctx.cluster.kickRemote(clientId));

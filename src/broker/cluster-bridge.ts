@@ -9,12 +9,15 @@ export interface ClusterBridge {
   routeAdded(filter: string, group: string): void;
   /** The filter's last local subscription (of that group) went. */
   routeRemoved(filter: string, group: string): void;
-  /** A locally published message is about to be routed: gives it its cluster-wide identity. */
-  beginPublish(message: Message): void;
-  /** Whether this node's members of a shared group get this message (one node per group cluster-wide). */
-  shareLocally(filter: string, group: string): boolean;
-  /** After local delivery: one forward to each other node with a matching route. Returns how many. */
-  forward(message: Message): number;
+  /**
+   * The remote part of a local publish's plan, decided before anything is delivered: gives the
+   * message its cluster-wide identity, the nodes with a matching route and, of each matching
+   * shared group, the one node that gets it (this one, or another: then its id goes to
+   * `plan.elsewhere`). One node per group cluster-wide.
+   */
+  planRemote(message: Message, plan: RemotePlan): void;
+  /** After local delivery: one forward to each node of the plan. Returns how many. */
+  forward(message: Message, plan: RemotePlan): number;
   /** A retained message was set, or cleared (empty payload), on this node: replicate it. */
   retained(message: Message): void;
   /** A session was opened here (registry: the client id now lives on this node). */
@@ -29,9 +32,17 @@ export interface ClusterBridge {
   pullSession(clientId: string, cleanStart: boolean): Promise<void> | null;
 }
 
-/** A message's cluster-wide identity, set by beginPublish or carried by a forward; undefined
+/** Where one publish goes beyond this node; part of the router's reusable plan, emptied after each publish. */
+export interface RemotePlan {
+  /** Node -> the shared groups picked for it ([] when only plain routes match there). */
+  readonly nodes: Map<string, string[]>;
+  /** Route ids of local shared groups picked on another node: local members do not get it. */
+  readonly elsewhere: string[];
+}
+
+/** A message's cluster-wide identity, set by planRemote or carried by a forward; undefined
  *  for one published before the node was part of a cluster. */
-export function messageKey(message: Pick<Message, 'origin' | 'originSeq'>): string | undefined {
+export function messageKey(message: { readonly origin?: string | undefined; readonly originSeq?: number | undefined }): string | undefined {
   return message.origin === undefined ? undefined : `${message.origin}\0${message.originSeq ?? 0}`;
 }
 

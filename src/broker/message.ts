@@ -4,24 +4,27 @@ import type { Properties, QoS } from '../mqtt/packets.js';
  * An application message as the broker routes, queues and stores it. `properties` are the
  * PUBLISH properties that travel with the message (never Topic Alias or Subscription
  * Identifier, which belong to one hop). `payload` is a view of the received bytes while the
- * message is routed; anything that keeps it longer (queues, retained) keeps its own copy.
+ * message is routed; anything that keeps it longer (queues, retained) keeps its own copy. The
+ * constructor sets every field, so every message has one shape.
  */
-export interface Message {
-  topic: string;
-  payload: Buffer;
-  qos: QoS;
-  retain: boolean;
-  properties: Properties | undefined;
-  /** Absolute ms when the Message Expiry Interval runs out, 0 for never. */
-  expiresAt: number;
-  /** Client id of the publisher, for No Local. */
-  from: string;
-  /** Whether `payload` is the message's own copy rather than a view of a socket chunk. */
-  owned: boolean;
-  /** Cluster-wide identity (publishing node, its counter), set only when a cluster runs: a takeover
-   *  drops the copies that reached both the old and the new node. */
-  origin?: string;
-  originSeq?: number;
+export class Message {
+  constructor(
+    readonly topic: string,
+    public payload: Buffer,
+    readonly qos: QoS,
+    readonly retain: boolean,
+    readonly properties: Properties | undefined,
+    /** Absolute ms when the Message Expiry Interval runs out, 0 for never. */
+    readonly expiresAt: number,
+    /** Client id of the publisher, for No Local. */
+    readonly from: string,
+    /** Whether `payload` is the message's own copy rather than a view of a socket chunk. */
+    public owned: boolean,
+    /** Cluster-wide identity (publishing node, its counter), set only when a cluster runs: a
+     *  takeover drops the copies that reached both the old and the new node. */
+    public origin: string | undefined = undefined,
+    public originSeq: number | undefined = undefined,
+  ) {}
 }
 
 /**

@@ -21,8 +21,10 @@ import { varintSize } from '../mqtt/strings.js';
 import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/topic.js';
 import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
 import type { PendingCheck } from './auth.js';
-import { NEVER_EXPIRES, type Broker, type ClientConnection } from './broker.js';
-import { outgoingProperties } from './message.js';
+import type { Broker, ClientConnection } from './broker.js';
+import { connacksFor } from './connack.js';
+import { NEVER_EXPIRES } from './sessions.js';
+import { Message, outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
 import { bump, DropReason, LimitHit } from './stats.js';
 import { WheelTimer } from './timer-wheel.js';
@@ -51,7 +53,8 @@ export interface Transport {
 
 const enum State {
   AwaitingConnect,
-  Authenticating,
+  /** Waiting for an asynchronous CONNECT step (password check, session pull): reading is paused. */
+  Suspended,
   Connected,
   Closed,
 }
@@ -60,6 +63,17 @@ const enum State {
 const KEEPALIVE_GRACE = 1.5;
 
 const PINGRESP = Buffer.from([0xd0, 0x00]);
+
+/** A CONNECT the server declines (not a protocol violation): CONNACK with `reason`, then close. */
+class ConnectRefused extends Error {
+  constructor(
+    readonly reason: number,
+    why: string,
+    readonly properties?: Properties,
+  ) {
+    super(why);
+  }
+}
 
 export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private state = State.AwaitingConnect;
@@ -176,7 +190,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (this.state === State.Closed) return;
     try {
       this.reader.push(chunk);
-      if (this.state === State.AwaitingConnect || this.state === State.Authenticating) this.holdConnecting();
+      if (this.state === State.AwaitingConnect || this.state === State.Suspended) this.holdConnecting();
     } catch (err) {
       this.fail(err);
     }
@@ -219,7 +233,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
         this.connectBytes = body.length;
         this.onConnect(decodeConnect(body));
         break;
-      case State.Authenticating:
+      case State.Suspended:
         // Clients may send before CONNACK arrives. The transport is paused, so only the rest of
         // the chunk being read lands here (a WebSocket cannot pause: its bound is this one).
         this.pendingBytes += body.length;
@@ -274,101 +288,114 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
   }
 
-  // ---- CONNECT ----------------------------------------------------------------------------
+  // ---- CONNECT: validate -> authenticate -> pull session -> open -> CONNACK --------------------
+  // A step refuses by throwing ConnectRefused: fail() is the one exit (refuse() counts and logs).
+  // An asynchronous step (a password check, a session pull) suspends the connection.
 
   private onConnect(c: ConnectPacket): void {
     this.version = c.protocolVersion;
+    const assigned = this.validateConnect(c);
+    this.authenticate(c, assigned);
+  }
+
+  /** What the CONNECT asks for is acceptable here; sets the client id. Returns whether it was assigned. */
+  private validateConnect(c: ConnectPacket): boolean {
     const refusal = this.broker.connectRefusal;
     if (refusal !== null) {
       // Evacuating: refused before authentication, 5.0 with 0x9C (+ Server Reference), 3.x code 3 (SPEC 5).
       refusal.refused++;
-      this.refuse(ReasonCode.UseAnotherServer, 'node is evacuating', refusal.properties);
-      return;
+      throw new ConnectRefused(ReasonCode.UseAnotherServer, 'node is evacuating', refusal.properties);
     }
     const mqtt = this.broker.config.mqtt;
     let clientId = c.clientId;
     let assigned = false;
     if (clientId.length === 0) {
       // [MQTT-3.1.3-8] 3.1.1 needs Clean Session for an empty id; 3.1 needs an id.
-      if (this.version === 3 || (this.version === 4 && !c.cleanStart)) {
-        this.refuse(ReasonCode.ClientIdentifierNotValid, 'empty client id');
-        return;
-      }
+      if (this.version === 3 || (this.version === 4 && !c.cleanStart)) throw new ConnectRefused(ReasonCode.ClientIdentifierNotValid, 'empty client id');
       clientId = this.broker.assignClientId();
       assigned = this.version === 5; // [MQTT-3.2.2-16]
     } else if (clientId.length > mqtt.max_client_id_length) {
-      this.refuse(ReasonCode.ClientIdentifierNotValid, 'client id too long');
-      return;
+      throw new ConnectRefused(ReasonCode.ClientIdentifierNotValid, 'client id too long');
     }
-    const props = c.properties;
-    if (props?.authenticationMethod !== undefined) {
-      this.refuse(ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
-      return;
+    if (c.properties?.authenticationMethod !== undefined) {
+      throw new ConnectRefused(ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
     }
     const will = c.will;
     if (will !== undefined) {
       const why = topicNameError(will.topic, mqtt.max_topic_levels);
       // A malformed CONNECT: 3.x closes without CONNACK [MQTT-3.1.4-1], 5.0 answers 0x90 first (fail()).
       if (why !== undefined) throw new ProtocolError(ReasonCode.TopicNameInvalid, `will topic: ${why}`);
-      if (will.qos > mqtt.max_qos) return this.refuse(ReasonCode.QoSNotSupported, 'will QoS not supported'); // [MQTT-3.2.2-12]
-      if (will.retain && !mqtt.retain_available) return this.refuse(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
+      if (will.qos > mqtt.max_qos) throw new ConnectRefused(ReasonCode.QoSNotSupported, 'will QoS not supported'); // [MQTT-3.2.2-12]
+      if (will.retain && !mqtt.retain_available) throw new ConnectRefused(ReasonCode.RetainNotSupported, 'retain not supported'); // [MQTT-3.2.2-13]
     }
     this.clientId = clientId;
+    return assigned;
+  }
+
+  private authenticate(c: ConnectPacket, assigned: boolean): void {
     // A verified client certificate authenticates its CN; the password file is for the rest.
     const certified = this.transport.username;
     this.username = certified ?? c.username;
-    const verdict = certified !== undefined || this.broker.authenticator.authenticate(clientId, c.username, c.password, this.transport.remoteAddress);
-    if (verdict === true) this.accept(c, assigned);
-    else if (verdict === false) this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+    const verdict = certified !== undefined || this.broker.authenticator.authenticate(this.clientId, c.username, c.password, this.transport.remoteAddress);
+    if (verdict === true) return this.pullSession(c, assigned);
+    if (verdict === false) throw new ConnectRefused(ReasonCode.BadUserNameOrPassword, 'authentication failed');
     // Over auth.max_pending_checks, or a source address with too many failed logins: try later.
-    else if (verdict === 'busy') this.refuse(ReasonCode.ServerBusy, 'too many password checks pending');
-    else if (verdict === 'throttled') this.refuse(ReasonCode.ServerBusy, 'too many failed logins from this address');
-    else {
-      this.state = State.Authenticating;
-      this.pending = [];
-      this.transport.pause();
-      this.authCheck = verdict;
-      // Never rejects: a failing scrypt counts as a wrong password (auth.ts).
-      void verdict.result.then((ok) => {
-        this.authCheck = null;
-        if (this.state !== State.Authenticating) return;
-        if (!ok) return this.refuse(ReasonCode.BadUserNameOrPassword, 'authentication failed');
-        this.accept(c, assigned);
-        this.replayPending();
-      });
-    }
+    if (verdict === 'busy') throw new ConnectRefused(ReasonCode.ServerBusy, 'too many password checks pending');
+    if (verdict === 'throttled') throw new ConnectRefused(ReasonCode.ServerBusy, 'too many failed logins from this address');
+    this.authCheck = verdict;
+    // Never rejects: a failing scrypt counts as a wrong password (auth.ts).
+    this.suspend(verdict.result, (ok) => {
+      this.authCheck = null;
+      if (!ok) throw new ConnectRefused(ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      this.pullSession(c, assigned);
+    });
   }
 
-  private accept(c: ConnectPacket, assigned: boolean, pulled = false): void {
-    // The will passes the publish ACL now, under the authenticated identity (as Mosquitto).
-    if (!pulled && c.will !== undefined && !this.broker.acl.check('publish', this.clientId, this.username, c.will.topic)) {
+  /** Authenticated: the will passes the publish ACL; a session another node holds comes over first (SPEC 4). */
+  private pullSession(c: ConnectPacket, assigned: boolean): void {
+    // Under the authenticated identity (as Mosquitto).
+    if (c.will !== undefined && !this.broker.acl.check('publish', this.clientId, this.username, c.will.topic)) {
       this.broker.stats.publishDenied++;
-      this.refuse(ReasonCode.NotAuthorized, 'will topic not authorized');
-      return;
+      throw new ConnectRefused(ReasonCode.NotAuthorized, 'will topic not authorized');
     }
     const cluster = this.broker.cluster;
-    if (cluster !== null && !pulled && !this.broker.sessions.has(this.clientId)) {
-      // Another node may hold this client id: its session comes over first (SPEC 4), an async step
-      // like a password check, with later packets held back the same way.
-      const pull = cluster.pullSession(this.clientId, c.cleanStart);
-      if (pull !== null) {
-        this.state = State.Authenticating;
-        this.pending ??= [];
-        this.transport.pause();
-        pull.then(
-          () => {
-            if (this.state !== State.Authenticating) return;
-            this.accept(c, assigned, true);
-            this.replayPending();
-          },
-          (err: unknown) => {
-            this.broker.log.warn({ err, clientId: this.clientId }, 'session takeover from another node failed');
-            if (this.state === State.Authenticating) this.refuse(ReasonCode.ServerUnavailable, 'session takeover failed');
-          },
-        );
+    const pull = cluster === null || this.broker.sessions.has(this.clientId) ? null : cluster.pullSession(this.clientId, c.cleanStart);
+    if (pull === null) return this.open(c, assigned);
+    const pulled = pull.then(
+      () => true,
+      (err: unknown) => {
+        this.broker.log.warn({ err, clientId: this.clientId }, 'session takeover from another node failed');
+        return false;
+      },
+    );
+    this.suspend(pulled, (ok) => {
+      if (!ok) throw new ConnectRefused(ReasonCode.ServerUnavailable, 'session takeover failed');
+      this.open(c, assigned);
+    });
+  }
+
+  /**
+   * Waits for an asynchronous CONNECT step: reading pauses and what the client pipelined waits
+   * (bounded by mqtt.max_pending_bytes); then `next` runs, and after it the waiting packets.
+   */
+  private suspend<T>(wait: Promise<T>, next: (value: T) => void): void {
+    this.state = State.Suspended;
+    this.pending ??= [];
+    this.transport.pause();
+    void wait.then((value) => {
+      if (this.state !== State.Suspended) return; // closed meanwhile
+      try {
+        next(value);
+      } catch (err) {
+        this.fail(err);
         return;
       }
-    }
+      this.replayPending();
+    });
+  }
+
+  /** Opens the session and answers CONNACK. */
+  private open(c: ConnectPacket, assigned: boolean): void {
     const mqtt = this.broker.config.mqtt;
     const props = c.properties;
     const now = Date.now();
@@ -385,7 +412,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
     this.reader.maxPacketSize = mqtt.max_packet_size;
 
-    const { session, present } = this.broker.openSession(
+    const { session, present } = this.broker.sessions.open(
       { clientId: this.clientId, username: this.username, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
       now,
     );
@@ -410,7 +437,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
       if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
     }
-    this.send(this.broker.connack(this.version, present, extra));
+    this.send(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
     // The level check first: the default connect path builds no log object.
     if (this.broker.log.isLevelEnabled('debug')) {
@@ -494,16 +521,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     let reason = 0;
     if (this.broker.acl.check('publish', this.clientId, this.username, topic)) {
       const expiry = properties?.messageExpiryInterval;
-      const matched = this.broker.publish({
-        topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-        properties,
-        expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
-        from: this.clientId,
-        owned: false,
-      });
+      const expiresAt = expiry === undefined ? 0 : Date.now() + expiry * 1000;
+      const matched = this.broker.router.publish(new Message(topic, p.payload, p.qos, p.retain, properties, expiresAt, this.clientId, false));
       if (matched === 0 && this.version === 5) reason = ReasonCode.NoMatchingSubscribers;
     } else {
       this.broker.stats.publishDenied++;
@@ -602,22 +621,22 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
           retainHandling: req.retainHandling,
           subscriptionId,
         };
-        const existed = this.broker.subscribe(session, req.filter, options);
+        const existed = this.broker.router.subscribe(session, req.filter, options);
         // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared subscriptions.
         const sendRetained = shared === undefined && (req.retainHandling === 0 || (req.retainHandling === 1 && !existed));
         if (sendRetained) granted.push([filter, options, true]);
       }
       codes.push(this.version === 5 || code < 0x80 ? code : 0x80); // 3.x has one failure code
     }
-    this.broker.saveSession(session);
+    this.broker.sessions.save(session);
     this.send(encodePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes: codes }, this.version));
-    for (const [filter, options] of granted) this.broker.sendRetained(session, filter, options);
+    for (const [filter, options] of granted) this.broker.router.sendRetained(session, filter, options);
   }
 
   private onUnsubscribe(p: UnsubscribePacket): void {
     const session = this.session as Session;
-    const codes = p.filters.map((f) => (this.broker.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
-    this.broker.saveSession(session);
+    const codes = p.filters.map((f) => (this.broker.router.unsubscribe(session, f) ? 0 : ReasonCode.NoSubscriptionExisted));
+    this.broker.sessions.save(session);
     this.send(
       encodePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : [] }, this.version),
     );
@@ -658,8 +677,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.close(publishWill);
   }
 
-  /** The one exit for bad input: reason code on the wire (5.0), a counter, a log line. */
+  /** The one exit for bad input and refused CONNECTs: reason code on the wire (5.0), a counter, a log line. */
   private fail(err: unknown): void {
+    if (err instanceof ConnectRefused) {
+      this.refuse(err.reason, err.message, err.properties);
+      return;
+    }
     if (!(err instanceof ProtocolError)) {
       this.broker.log.error({ err, clientId: this.clientId }, 'internal error handling a packet');
       this.disconnect(ReasonCode.ImplementationSpecificError, true);
@@ -667,7 +690,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     }
     this.broker.stats.countProtocolError(err.label);
     this.broker.log.debug({ clientId: this.clientId, reason: err.label, why: err.message }, 'protocol error');
-    if (this.state === State.AwaitingConnect || this.state === State.Authenticating) {
+    if (this.state === State.AwaitingConnect || this.state === State.Suspended) {
       if (err instanceof UnsupportedVersionError) {
         // Answer in the client's own version: 5.0 reason 0x84, 3.x return code 1 [MQTT-3.1.2-2].
         this.version = err.protocolVersion === 5 ? 5 : 4;
@@ -704,7 +727,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     else this.transport.end();
     const session = this.session;
     if (wasConnected && session !== null && session.owner === this) {
-      this.broker.closeSession(session, publishWill, Date.now());
+      this.broker.sessions.close(session, publishWill, Date.now());
     }
   }
 

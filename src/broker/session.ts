@@ -1,5 +1,5 @@
 import type { QoS, Will } from '../mqtt/packets.js';
-import type { SessionJournal } from '../store/journal.js';
+import type { SessionJournal } from './session-journal.js';
 import { DeliveryQueue, deliverySize } from './delivery-queue.js';
 import { ownPayload, type Message } from './message.js';
 import { bump, DropReason, LimitHit, type BrokerStats } from './stats.js';

@@ -12,20 +12,27 @@ import tls from 'node:tls';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
-import { routeId, type ClusterBridge } from '../broker/cluster-bridge.js';
-import type { Message } from '../broker/message.js';
+import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
+import { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
 import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
 import { Msg } from './messages.js';
+import { Registry } from './registry.js';
 import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
 import { Rpc } from './rpc.js';
 import { Takeover } from './takeover.js';
 
 /** The management API's kick, run by the node holding the session. */
 const KICK_RPC = 'clients.kick';
+
+declare module './rpc.js' {
+  interface RpcTable {
+    'clients.kick': { args: { clientId: string }; result: boolean };
+  }
+}
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
 /** A link sends at least this often (a Ping when idle)... */
@@ -61,23 +68,6 @@ interface Member {
   downSince: number;
   nextDial: number;
   failures: number;
-}
-
-interface RegEntry {
-  node: string;
-  /**
-   * ms when the session opened there, raised above every claim the node knew of then: of two
-   * nodes claiming a client, the later one wins (claimBeats).
-   */
-  at: number;
-}
-
-/**
- * The total order on claims every node applies alike: the later `at` wins, a tie goes to the
- * lower node name.
- */
-function claimBeats(a: RegEntry, b: RegEntry): boolean {
-  return a.at > b.at || (a.at === b.at && a.node < b.node);
 }
 
 function flushRegistry(cluster: Cluster): void {
@@ -165,9 +155,7 @@ const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_p
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
   private readonly routes = new RouteTable();
-  private readonly registry = new Map<string, RegEntry>();
-  /** Winning claims on sessions this node was handing over when they came: settled at its end. */
-  private readonly deferredClaims = new Map<string, RegEntry>();
+  private readonly registry: Registry;
   /**
    * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
    * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
@@ -210,9 +198,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private saving: Promise<void> = Promise.resolve();
   /** A `cluster join` in progress: the seed's name and the link dialed to it. */
   private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
-  /** Forwarding pass of one publish: node -> shared groups picked for it; groups decided. */
-  private readonly targets = new Map<string, string[]>();
-  private readonly decided: GroupRoute[] = [];
+  /** The plan planRemote fills, while it walks the route tries (one synchronous pass). */
+  private planning: RemotePlan | null = null;
   private seq = 0;
   readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
@@ -225,13 +212,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
     readonly log: Logger,
   ) {
     this.node = config.node.name;
+    this.registry = new Registry(this.node);
     this.cookie = config.node.cookie;
     this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
     this.tls = clusterTls(config.cluster);
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
-    this.rpc.handle(KICK_RPC, (args) => broker.kick((args as { clientId: string }).clientId));
+    this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick(args.clientId));
     this.joinedAt = Date.now();
   }
 
@@ -292,7 +280,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.broker.cluster === this) return;
     const now = Date.now();
     for (const session of this.broker.sessions.values()) {
-      this.registry.set(session.clientId, { node: this.node, at: session.disconnectedAt === 0 ? now : session.disconnectedAt });
+      this.registry.addLocal(session.clientId, session.disconnectedAt === 0 ? now : session.disconnectedAt);
       for (const filter of session.subscriptions.keys()) {
         const shared = parseSharedFilter(filter);
         if (typeof shared === 'object') {
@@ -308,7 +296,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
     if (this.broker.cluster === this) this.broker.cluster = null;
     this.localRoutes.clear();
     this.registry.clear();
-    this.deferredClaims.clear();
   }
 
   private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
@@ -631,10 +618,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private sendState(link: Link): void {
     link.send(this.membersMessage());
     link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
-    const regs: Array<[string, number]> = [];
-    for (const [clientId, e] of this.registry) if (e.node === this.node) regs.push([clientId, e.at]);
-    link.send([Msg.RegSync, regs]);
-    link.send([Msg.RetainSync, Array.from(this.broker.retained.messages(), retainWire)]);
+    link.send([Msg.RegSync, this.registry.local()]);
+    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), retainWire)]);
   }
 
   // ---- membership state --------------------------------------------------------------------
@@ -723,8 +708,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     m.dialing?.close(why);
     this.routes.purge(name);
     this.rpc.nodeDown(name);
-    for (const [clientId, e] of this.registry) if (e.node === name) this.registry.delete(clientId);
-    for (const [clientId, e] of this.deferredClaims) if (e.node === name) this.deferredClaims.delete(clientId);
+    this.registry.forget(name);
     this.log.info({ peer: name, why }, 'cluster member removed');
     if (this.members.size === 0) this.detach();
   }
@@ -831,31 +815,16 @@ export class Cluster implements ClusterBridge, LinkHandler {
   // ---- registry ------------------------------------------------------------------------------
 
   ownerOf(clientId: string): string | undefined {
-    return this.registry.get(clientId)?.node;
+    return this.registry.ownerOf(clientId);
   }
 
-  /**
-   * Claims the client id for this node. The claim beats every claim known here (a Reg that came
-   * while this node was still pulling the session, in the same ms or from a clock ahead): the peer
-   * that made it compares it with ours when our Reg arrives and yields, whereas this node will not
-   * see the peer's Reg again. Without the raise, an equal `at` could leave both holding it.
-   */
+  /** Claims the client id for this node (Registry.claim) and tells the peers. */
   sessionOpened(session: Session): void {
-    const clientId = session.clientId;
-    let at = Date.now();
-    const known = this.registry.get(clientId);
-    if (known !== undefined && known.at >= at) at = known.at + 1;
-    const deferred = this.deferredClaims.get(clientId);
-    if (deferred !== undefined && deferred.at >= at) at = deferred.at + 1;
-    this.deferredClaims.delete(clientId);
-    this.registry.set(clientId, { node: this.node, at });
-    this.queueReg(clientId, at);
+    this.queueReg(session.clientId, this.registry.claim(session.clientId, Date.now()));
   }
 
   sessionDiscarded(clientId: string): void {
-    if (this.registry.get(clientId)?.node !== this.node) return;
-    this.registry.delete(clientId);
-    this.queueReg(clientId, null);
+    if (this.registry.release(clientId)) this.queueReg(clientId, null);
   }
 
   private queueReg(clientId: string, at: number | null): void {
@@ -885,63 +854,29 @@ export class Cluster implements ClusterBridge, LinkHandler {
   }
 
   private onUnreg(peer: string, clientId: string): void {
-    if (this.registry.get(clientId)?.node === peer) this.registry.delete(clientId);
-    if (this.deferredClaims.get(clientId)?.node === peer) this.deferredClaims.delete(clientId);
+    this.registry.onUnreg(peer, clientId);
   }
 
-  /**
-   * A peer opened a session for a client id. If we hold one too (connects racing on two nodes, or
-   * a node back from a crash with an old copy), the later one wins and the other ends: exactly
-   * one live connection and one session (SPEC 4).
-   */
+  /** A peer opened a session for a client id: when its claim beats ours, ours yields (Registry.onReg). */
   private onReg(peer: string, clientId: string, at: number): void {
-    const claim: RegEntry = { node: peer, at };
-    const e = this.registry.get(clientId);
-    if (e !== undefined && e.node === this.node) {
-      // Ours wins: the peer made its claim before ours reached it, so it yields when it does.
-      if (!claimBeats(claim, e)) return;
-      if (this.takeover.handingOver(clientId)) {
-        // The session is on its way to another node, or comes back here if that fails: decided
-        // when the handover ends (handOverEnded), by the same order.
-        const d = this.deferredClaims.get(clientId);
-        if (d === undefined || claimBeats(claim, d)) this.deferredClaims.set(clientId, claim);
-        return;
-      }
-      this.yieldTo(clientId, claim);
-      return;
-    }
-    if (e === undefined || e.node === peer || e.at <= at) this.registry.set(clientId, claim);
+    if (this.registry.onReg(peer, clientId, at, this.takeover.handingOver(clientId))) this.yieldSession(clientId);
   }
 
   /** A claim beat ours: our connection ends (5.0 DISCONNECT 0x8E) and our copy goes, no will. */
-  private yieldTo(clientId: string, claim: RegEntry): void {
-    this.registry.set(clientId, claim);
-    const session = this.broker.handOver(clientId);
-    if (session !== undefined) this.broker.endHandOver(session, true, Date.now());
+  private yieldSession(clientId: string): void {
+    const session = this.broker.sessions.handOver(clientId);
+    if (session !== undefined) this.broker.sessions.endHandOver(session, true, Date.now());
   }
 
-  /**
-   * A handover of ours ended (Takeover.settle). A claim that beat ours meanwhile is settled now:
-   * if the session stayed here, it yields to that claim; if it moved, the claim is what the
-   * registry knows until the recipient's Reg comes.
-   */
+  /** A handover of ours ended (Takeover.settle): a claim that beat ours meanwhile is settled now. */
   handOverEnded(clientId: string, moved: boolean): void {
-    const claim = this.deferredClaims.get(clientId);
-    if (claim === undefined) return;
-    this.deferredClaims.delete(clientId);
-    const e = this.registry.get(clientId);
-    if (e !== undefined && e.node === this.node && !moved && this.broker.sessions.has(clientId)) {
-      if (claimBeats(claim, e)) this.yieldTo(clientId, claim);
-      return;
-    }
-    if (e === undefined || e.at <= claim.at) this.registry.set(clientId, claim);
+    if (this.registry.handOverEnded(clientId, !moved && this.broker.sessions.has(clientId))) this.yieldSession(clientId);
   }
 
   private onRegSync(peer: string, regs: Array<[string, number]>): void {
-    for (const [clientId, e] of this.registry) if (e.node === peer) this.registry.delete(clientId);
-    for (const [clientId, e] of this.deferredClaims) if (e.node === peer) this.deferredClaims.delete(clientId);
-    for (const [clientId, at] of regs) this.onReg(peer, clientId, at);
+    for (const clientId of this.registry.onRegSync(peer, regs, (id) => this.takeover.handingOver(id))) this.yieldSession(clientId);
   }
+
 
   /**
    * Kicks a client whose session another node holds (the management API, from any node): that
@@ -949,14 +884,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
    * reachable node holds it; rejects (RpcError) when the holder does not answer in time.
    */
   async kickRemote(clientId: string): Promise<boolean> {
-    const owner = this.registry.get(clientId)?.node;
+    const owner = this.registry.ownerOf(clientId);
     const link = owner === undefined || owner === this.node ? undefined : this.linkTo(owner);
     if (link === undefined) return false;
     return (await this.rpc.call(link, KICK_RPC, { clientId })) === true;
   }
 
   pullSession(clientId: string, cleanStart: boolean): Promise<void> | null {
-    const owner = this.registry.get(clientId)?.node;
+    const owner = this.registry.ownerOf(clientId);
     if (owner === undefined || owner === this.node || this.linkTo(owner) === undefined) return null;
     return this.takeover.pull(owner, clientId, cleanStart);
   }
@@ -973,84 +908,69 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.broadcast([Msg.RouteDel, filter, group]);
   }
 
-  beginPublish(message: Message): void {
+  planRemote(message: Message, plan: RemotePlan): void {
     message.origin = this.node;
     message.originSeq = ++this.seq;
-  }
-
-  shareLocally(filter: string, group: string): boolean {
-    const route = this.routes.groups.get(filter, group);
-    if (route === undefined) return true;
-    const n = route.nodes.length;
-    const pick = route.next % (n + 1);
-    route.next = pick + 1;
-    this.decided.push(route);
-    if (pick === n) return true;
-    this.target(route.nodes[pick] as string).push(routeId(filter, group));
-    return false;
+    this.planning = plan;
+    try {
+      this.routes.filters.match(message.topic, this, visitFilterRoute);
+      if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
+    } finally {
+      this.planning = null;
+    }
   }
 
   /** @internal */
   target(node: string): string[] {
-    let groups = this.targets.get(node);
-    if (groups === undefined) this.targets.set(node, (groups = []));
+    const nodes = (this.planning as RemotePlan).nodes;
+    let groups = nodes.get(node);
+    if (groups === undefined) nodes.set(node, (groups = []));
     return groups;
   }
 
-  /** @internal A remote group route matched a message no local member of the group decided. */
+  /** @internal A remote group route matched: one of its nodes gets the message, or this one when
+   *  it has members of the group too (round robin over them all). */
   pickGroup(route: GroupRoute): void {
-    if (this.decided.includes(route)) return;
-    const pick = route.next % route.nodes.length;
+    const id = routeId(route.filter, route.group);
+    const n = route.nodes.length;
+    const local = this.localRoutes.has(id);
+    const pick = route.next % (local ? n + 1 : n);
     route.next = pick + 1;
-    this.target(route.nodes[pick] as string).push(routeId(route.filter, route.group));
+    if (pick === n) return;
+    this.target(route.nodes[pick] as string).push(id);
+    if (local) (this.planning as RemotePlan).elsewhere.push(id);
   }
 
-  forward(message: Message): number {
-    this.routes.filters.match(message.topic, this, visitFilterRoute);
-    if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
+  forward(message: Message, plan: RemotePlan): number {
     let sent = 0;
-    if (this.targets.size > 0) {
-      for (const [node, groups] of this.targets) {
-        const link = this.members.get(node)?.link;
-        if (link == null) continue;
-        const backlog = link.backlog;
-        const bound = this.config.cluster.max_link_backlog;
-        if (message.qos === 0 && backlog > bound / 2) {
-          this.stats.forwardsDropped++;
-          continue;
-        }
-        if (backlog > bound) {
-          // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
-          this.stats.backlogFailures++;
-          this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
-          link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
-          continue;
-        }
-        link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
-        sent++;
+    for (const [node, groups] of plan.nodes) {
+      const link = this.members.get(node)?.link;
+      if (link == null) continue;
+      const backlog = link.backlog;
+      const bound = this.config.cluster.max_link_backlog;
+      if (message.qos === 0 && backlog > bound / 2) {
+        this.stats.forwardsDropped++;
+        continue;
       }
-      this.targets.clear();
-      this.forwardsSent += sent;
+      if (backlog > bound) {
+        // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
+        this.stats.backlogFailures++;
+        this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
+        link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
+        continue;
+      }
+      link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
+      sent++;
     }
-    this.decided.length = 0;
+    this.forwardsSent += sent;
     return sent;
   }
 
   private onForward(peer: string, m: LinkMessage): void {
     this.forwardsReceived++;
-    const message: Message = {
-      topic: m[1] as string,
-      payload: m[2] as Buffer,
-      qos: m[3] as 0 | 1 | 2,
-      retain: m[4] as boolean,
-      properties: (m[5] as Message['properties'] | null) ?? undefined,
-      expiresAt: m[6] as number,
-      from: m[7] as string,
-      owned: false,
-      origin: peer,
-      originSeq: m[8] as number,
-    };
-    this.broker.publishForwarded(message, m[9] as string[]);
+    const properties = (m[5] as Message['properties'] | null) ?? undefined;
+    const message = new Message(m[1] as string, m[2] as Buffer, m[3] as 0 | 1 | 2, m[4] as boolean, properties, m[6] as number, m[7] as string, false, peer, m[8] as number);
+    this.broker.router.publishForwarded(message, m[9] as string[]);
   }
 
   // ---- retained ------------------------------------------------------------------------------
@@ -1061,8 +981,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   /** A replicated retained message; a sync at link-up only fills topics we do not have. */
   private applyRetained(r: RetainWire, replace: boolean): void {
-    if (!replace && this.broker.retained.get(r[0]) !== undefined) return;
-    this.broker.applyRetained({ topic: r[0], payload: r[1], qos: r[2], retain: true, properties: r[3] ?? undefined, expiresAt: r[4], from: r[5], owned: false });
+    if (!replace && this.broker.router.hasRetained(r[0])) return;
+    this.broker.router.applyRetained(new Message(r[0], r[1], r[2], true, r[3] ?? undefined, r[4], r[5], false));
   }
 }
 

@@ -3,8 +3,18 @@
 // talks to, and to refuse a second upgrade while one runs (every node of an upgrade holds its lease).
 import type { Logger } from 'pino';
 import type { Cluster } from './cluster.js';
+import type { RpcArgs, RpcResult } from './rpc.js';
 
 const RPC = { stop: 'node.stop', lease: 'node.lease', counts: 'node.counts' } as const;
+
+declare module './rpc.js' {
+  interface RpcTable {
+    'node.stop': { args: { leave: boolean } | null; result: Outcome };
+    /** Checked by leaseRequest on arrival, as a management API body is. */
+    'node.lease': { args: unknown; result: Outcome };
+    'node.counts': { args: null; result: NodeCounts };
+  }
+}
 /** Leave and stop after the answer has gone out (the RPC reply or the HTTP response). */
 const STOP_DELAY_MS = 100;
 /** A lease outlives a silent holder by at most this (the CLI renews far more often). */
@@ -62,7 +72,7 @@ export class NodeControl {
     private readonly log: Logger,
   ) {
     cluster.rpc.handle(RPC.counts, () => this.counts());
-    cluster.rpc.handle(RPC.stop, (args) => this.outcome(() => this.stopLocal((args as { leave?: unknown } | null)?.leave === true)));
+    cluster.rpc.handle(RPC.stop, (args) => this.outcome(() => this.stopLocal(args?.leave === true)));
     cluster.rpc.handle(RPC.lease, (args) => this.outcome(() => this.leaseLocal(leaseRequest(args))));
   }
 
@@ -82,7 +92,7 @@ export class NodeControl {
   /** `node`'s live connections and sessions. */
   async countsOf(node: string): Promise<NodeCounts> {
     if (node === this.cluster.node) return this.counts();
-    return (await this.remote(node, RPC.counts, null)) as NodeCounts;
+    return await this.remote(node, RPC.counts, null);
   }
 
   private stopLocal(leave: boolean): void {
@@ -117,12 +127,12 @@ export class NodeControl {
   }
 
   /** An RPC to a member: its answer, or its error (an Outcome) thrown. */
-  private async remote(node: string, method: string, args: unknown): Promise<unknown> {
+  private async remote<M extends 'node.stop' | 'node.lease' | 'node.counts'>(node: string, method: M, args: RpcArgs<M>): Promise<RpcResult<M>> {
     const { running, stopped } = this.cluster.status();
     if (!running.includes(node) && !stopped.includes(node)) throw new NodeControlError('invalid_node', `invalid node: ${node}`);
     const link = this.cluster.linkTo(node);
     if (link === undefined) throw new NodeControlError('rpc_failed', `node ${node} is not running`);
-    let answer: unknown;
+    let answer: RpcResult<M>;
     try {
       answer = await this.cluster.rpc.call(link, method, args);
     } catch (err) {

@@ -4,7 +4,21 @@ import { LatencyHistogram } from '../metrics/latency.js';
 import type { Link } from './link.js';
 import { Msg } from './messages.js';
 
-export type RpcHandler = (args: unknown, from: string) => unknown;
+/**
+ * Every RPC by name, with its argument and result types. Each module that serves RPCs declares
+ * its own methods by augmenting this interface (`declare module '.../rpc.js'`), so the table is
+ * complete without the cluster importing the modules above it. A handler gets its arguments as
+ * the table says: the peer is an authenticated node (cookie challenge) that called by the table.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RpcTable {}
+
+export type RpcMethod = keyof RpcTable & string;
+export type RpcArgs<M extends RpcMethod> = RpcTable[M] extends { args: infer A } ? A : never;
+export type RpcResult<M extends RpcMethod> = RpcTable[M] extends { result: infer R } ? R : never;
+export type RpcHandler<M extends RpcMethod> = (args: RpcArgs<M>, from: string) => RpcResult<M> | Promise<RpcResult<M>>;
+
+type AnyHandler = (args: unknown, from: string) => unknown;
 
 /** A call that failed: timed out, the peer went down, or its handler threw (message kept). */
 export class RpcError extends Error {
@@ -41,7 +55,7 @@ interface PendingCall {
 }
 
 export class Rpc {
-  private readonly handlers = new Map<string, RpcHandler>();
+  private readonly handlers = new Map<string, AnyHandler>();
   private readonly pending = new Map<number, PendingCall>();
   private nextId = 0;
   /** By method name: bounded, the names are the handlers' constants. */
@@ -49,11 +63,11 @@ export class Rpc {
 
   constructor(readonly timeoutMs: number) {}
 
-  handle(method: string, handler: RpcHandler): void {
-    this.handlers.set(method, handler);
+  handle<M extends RpcMethod>(method: M, handler: RpcHandler<M>): void {
+    this.handlers.set(method, handler as AnyHandler);
   }
 
-  call(link: Link, method: string, args: unknown, timeoutMs = this.timeoutMs): Promise<unknown> {
+  call<M extends RpcMethod>(link: Link, method: M, args: RpcArgs<M>, timeoutMs = this.timeoutMs): Promise<RpcResult<M>> {
     const node = link.peer;
     const stats = this.statsOf(method);
     if (!link.up) {
@@ -62,13 +76,13 @@ export class Rpc {
     }
     const id = ++this.nextId;
     const start = performance.now();
-    return new Promise((resolve, reject) => {
+    return new Promise<RpcResult<M>>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         stats.timeout++;
         reject(new RpcError(method, node, `timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { method, node, stats, start, resolve, reject, timer });
+      this.pending.set(id, { method, node, stats, start, resolve: resolve as (value: unknown) => void, reject, timer });
       link.send([Msg.Call, id, method, args]);
     });
   }

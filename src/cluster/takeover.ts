@@ -7,9 +7,9 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { messageKey } from '../broker/cluster-bridge.js';
-import type { Message } from '../broker/message.js';
+import { Message } from '../broker/message.js';
 import type { Delivery, Session, SubscriptionIds } from '../broker/session.js';
-import { restoreSession, sessionRecord } from '../store/journal.js';
+import { inflightRecord, queuedRecord, restoreSession, sessionRecord } from '../broker/session-journal.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { sessionHeader, type InflightRecord, type QueuedRecord, type SessionPart } from '../store/store.js';
 import type { Link } from './link.js';
@@ -49,6 +49,16 @@ type BufferedWire = [
 
 type BeginReply = { parts: SessionPart[] } | { redirect: string } | null;
 
+declare module './rpc.js' {
+  interface RpcTable {
+    ping: { args: null; result: boolean };
+    'takeover.begin': { args: { clientId: string; id: string }; result: BeginReply };
+    'takeover.end': { args: { clientId: string; id: string }; result: BufferedWire[] };
+    'takeover.discard': { args: { clientId: string }; result: boolean };
+    'takeover.fence': { args: { via: string }; result: boolean };
+  }
+}
+
 /** Owner side: a session being handed over. */
 interface Handing {
   id: string;
@@ -71,9 +81,9 @@ const MAX_REDIRECTS = 3;
 function exportParts(session: Session, epoch: number): SessionPart[] {
   const parts: SessionPart[] = [{ kind: 'session', record: sessionRecord(session, epoch) }];
   let seq = 0;
-  for (const [packetId, entry] of session.inflight) parts.push({ kind: 'inflight', packetId, entry: { ...entry, seq: ++seq } });
+  for (const [packetId, entry] of session.inflight) parts.push({ kind: 'inflight', packetId, entry: inflightRecord(entry, ++seq) });
   for (const packetId of session.incomingQos2) parts.push({ kind: 'incoming', packetId });
-  for (const entry of session.queue) parts.push({ kind: 'queued', entry: { ...entry, seq: ++seq } });
+  for (const entry of session.queue) parts.push({ kind: 'queued', entry: queuedRecord(entry, ++seq) });
   return parts;
 }
 
@@ -85,10 +95,10 @@ export class Takeover {
   migratedOut = 0;
 
   constructor(private readonly host: TakeoverHost) {
-    host.rpc.handle('takeover.begin', (args) => this.begin(args as { clientId: string; id: string }));
-    host.rpc.handle('takeover.end', (args) => this.end(args as { clientId: string; id: string }));
-    host.rpc.handle('takeover.discard', (args) => this.discard((args as { clientId: string }).clientId));
-    host.rpc.handle('takeover.fence', (args) => this.fence((args as { via: string }).via));
+    host.rpc.handle('takeover.begin', (args) => this.begin(args));
+    host.rpc.handle('takeover.end', (args) => this.end(args));
+    host.rpc.handle('takeover.discard', (args) => this.discard(args.clientId));
+    host.rpc.handle('takeover.fence', (args) => this.fence(args.via));
     host.rpc.handle('ping', () => true);
   }
 
@@ -122,7 +132,7 @@ export class Takeover {
         await rpc.call(link, 'takeover.discard', { clientId });
         return;
       }
-      const reply = (await rpc.call(link, 'takeover.begin', { clientId, id })) as BeginReply;
+      const reply = await rpc.call(link, 'takeover.begin', { clientId, id });
       if (reply === null) return;
       if ('redirect' in reply) {
         if (reply.redirect === this.host.node) return;
@@ -140,19 +150,13 @@ export class Takeover {
       );
       let buffered: BufferedWire[] = [];
       try {
-        buffered = (await rpc.call(link, 'takeover.end', { clientId, id })) as BufferedWire[];
+        buffered = await rpc.call(link, 'takeover.end', { clientId, id });
       } catch (err) {
         // The session as it was at begin is here; what the owner buffered stays with it.
         this.host.log.warn({ err, clientId, owner: from }, 'takeover end failed; continuing with the session as handed over');
       }
       for (const w of buffered) {
-        const message: Message = {
-          topic: w[0], payload: w[1], qos: w[2], retain: w[3], properties: w[4] ?? undefined, expiresAt: w[5], from: w[6], owned: false,
-        };
-        if (w[7] !== null) {
-          message.origin = w[7];
-          message.originSeq = w[8];
-        }
+        const message = new Message(w[0], w[1], w[2], w[3], w[4] ?? undefined, w[5], w[6], false, w[7] ?? undefined, w[7] === null ? undefined : w[8]);
         const key = messageKey(message);
         if (key !== undefined && session.handover?.has(key) === true) continue; // already delivered here
         session.deliver(message, w[9], w[10], w[11], broker.limits, broker.stats);
@@ -189,7 +193,7 @@ export class Takeover {
     if (broker.store === null) session.journal = null;
     session.handover = seen;
     if (broker.sessions.has(record.clientId)) throw new Error(`takeover of ${record.clientId}: a session opened here meanwhile`);
-    broker.adoptSession(session, record.subscriptions);
+    broker.sessions.adopt(session, record.subscriptions);
     return session;
   }
 
@@ -201,7 +205,7 @@ export class Takeover {
       if (current.id === id) return current.reply; // a repeated begin
       await current.done; // another node's takeover first; then the session has moved on
     }
-    const session = broker.handOver(clientId);
+    const session = broker.sessions.handOver(clientId);
     if (session === undefined) {
       const owner = this.host.ownerOf(clientId);
       return owner !== undefined && owner !== this.host.node ? { redirect: owner } : null;
@@ -240,7 +244,7 @@ export class Takeover {
     this.handing.delete(clientId);
     clearTimeout(h.timer);
     if (moved) this.migratedOut++;
-    this.host.broker.endHandOver(h.session, moved, Date.now());
+    this.host.broker.sessions.endHandOver(h.session, moved, Date.now());
     // Before a begin waiting for this one goes on: it then sees where the session is.
     this.host.handOverEnded(clientId, moved);
     h.finish();
@@ -249,8 +253,8 @@ export class Takeover {
   /** A clean start elsewhere: the old connection and session end here. */
   private discard(clientId: string): boolean {
     const broker = this.host.broker;
-    const session = broker.handOver(clientId);
-    if (session !== undefined) broker.endHandOver(session, true, Date.now());
+    const session = broker.sessions.handOver(clientId);
+    if (session !== undefined) broker.sessions.endHandOver(session, true, Date.now());
     return true;
   }
 

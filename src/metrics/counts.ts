@@ -35,8 +35,8 @@ export function countBroker(broker: Broker): BrokerCounts {
     liveConnections: live,
     sessions: broker.sessions.size,
     subscriptions,
-    topics: broker.subscriptions.filterCount,
-    retained: broker.retained.size,
+    topics: broker.router.filterCount,
+    retained: broker.router.retainedCount,
     queued,
     queuedBytes,
   };

@@ -75,7 +75,7 @@ export class Metrics {
     });
     this.gauge('tidemq_subscriptions', 'Subscriptions of all sessions on this node', () => this.current().subscriptions);
     this.gauge('tidemq_topics', 'Distinct subscription filters on this node', () => this.current().topics);
-    this.gauge('tidemq_retained_messages', 'Retained messages held by this node', () => src.broker.retained.size);
+    this.gauge('tidemq_retained_messages', 'Retained messages held by this node', () => src.broker.router.retainedCount);
 
     this.counter('tidemq_connections_opened_total', 'Client connections opened since start', () => stats.connectionsTotal);
     this.counter('tidemq_accepts_total', 'TCP/WebSocket accepts by listener and outcome', ['listener', 'outcome'], (emit) => {

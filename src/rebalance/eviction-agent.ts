@@ -4,7 +4,7 @@
 // evacuation, or a rebalance donor driven by a coordinator) asks. It holds no schedule itself: the
 // owner paces it with an EvenScheduler.
 import type { Broker, ConnectRefusal } from '../broker/broker.js';
-import { NEVER_EXPIRES } from '../broker/broker.js';
+import { NEVER_EXPIRES } from '../broker/sessions.js';
 import { Protocol } from '../broker/protocol.js';
 import type { Session } from '../broker/session.js';
 import { ReasonCode } from '../mqtt/reason-codes.js';

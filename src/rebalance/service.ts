@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import type { Cluster } from '../cluster/cluster.js';
+import type { RpcArgs, RpcMethod, RpcResult } from '../cluster/rpc.js';
 import type { SessionStore } from '../store/store.js';
 import { realClock, type Clock } from './clock.js';
 import { RebalanceCoordinator, type CoordinatorStatus, type Participants } from './coordinator.js';
@@ -46,6 +47,22 @@ const RPC = {
   donorSync: 'rebalance.donor_sync',
   donorRelease: 'rebalance.donor_release',
 } as const;
+
+declare module '../cluster/rpc.js' {
+  interface RpcTable {
+    /** `start`/`evacuation_start` carry the management API's JSON body, checked on arrival. */
+    'rebalance.start': { args: unknown; result: Outcome<void> };
+    'rebalance.stop': { args: null; result: Outcome<void> };
+    'rebalance.coordinator_status': { args: null; result: CoordinatorStatus | null };
+    'rebalance.report': { args: null; result: ParticipantReport };
+    'rebalance.donor_sync': { args: DonorSync; result: Outcome<void> };
+    'rebalance.donor_release': { args: { coordinator: string; id: string }; result: void };
+    'rebalance.status': { args: null; result: NodeStatus };
+    'rebalance.evacuation_start': { args: unknown; result: Outcome<void> };
+    'rebalance.evacuation_stop': { args: null; result: Outcome<void> };
+    'rebalance.take_session': { args: { clientId: string }; result: boolean };
+  }
+}
 
 async function outcome<T>(f: () => T | Promise<T>): Promise<Outcome<T>> {
   try {
@@ -95,15 +112,12 @@ export class NodeRebalance implements SessionMover, Participants {
       rpc.handle(RPC.stop, () => outcome(() => this.coordinator.stop()));
       rpc.handle(RPC.coordinatorStatus, () => this.coordinator.status());
       rpc.handle(RPC.report, () => reportOf(this.node, this.agent));
-      rpc.handle(RPC.donorSync, (args) => outcome(() => this.donor.sync(args as DonorSync)));
-      rpc.handle(RPC.donorRelease, (args) => {
-        const a = args as { coordinator: string; id: string };
-        this.donor.release(a.coordinator, a.id);
-      });
+      rpc.handle(RPC.donorSync, (args) => outcome(() => this.donor.sync(args)));
+      rpc.handle(RPC.donorRelease, (args) => this.donor.release(args.coordinator, args.id));
       rpc.handle(RPC.status, () => this.localStatus());
       rpc.handle(RPC.evacuationStart, (args) => outcome(() => this.startLocal(args)));
       rpc.handle(RPC.evacuationStop, () => outcome(() => this.evacuation.stop()));
-      rpc.handle(RPC.takeSession, (args, from) => this.takeSession((args as { clientId: string }).clientId, from));
+      rpc.handle(RPC.takeSession, (args, from) => this.takeSession(args.clientId, from));
     }
   }
 
@@ -139,7 +153,7 @@ export class NodeRebalance implements SessionMover, Participants {
   /** This node's status, or another member's (RPC). */
   async statusOf(node: string): Promise<NodeStatus> {
     if (node === this.node) return this.localStatus();
-    return (await this.call(node, RPC.status, null)) as NodeStatus;
+    return await this.call(node, RPC.status, null);
   }
 
   /** Every running node's evacuation and coordinated rebalance; a node that does not answer is left out. */
@@ -164,7 +178,7 @@ export class NodeRebalance implements SessionMover, Participants {
 
   private async coordinatorStatusOf(node: string): Promise<CoordinatorStatus | null> {
     if (node === this.node) return this.coordinator.status();
-    return (await this.call(node, RPC.coordinatorStatus, null)) as CoordinatorStatus | null;
+    return await this.call(node, RPC.coordinatorStatus, null);
   }
 
   /** `POST /load_rebalance/:node/start` with its JSON body: a rebalance coordinated by `node`. */
@@ -201,7 +215,7 @@ export class NodeRebalance implements SessionMover, Participants {
 
   async report(node: string): Promise<ParticipantReport> {
     if (node === this.node) return reportOf(this.node, this.agent);
-    return (await this.call(node, RPC.report, null)) as ParticipantReport;
+    return await this.call(node, RPC.report, null);
   }
 
   async sync(node: string, s: DonorSync): Promise<void> {
@@ -232,7 +246,7 @@ export class NodeRebalance implements SessionMover, Participants {
   }
 
   /** An RPC to a member; `invalid_node` for a name that is not one, `rpc_failed` when it does not answer. */
-  private async call(node: string, method: string, args: unknown): Promise<unknown> {
+  private async call<M extends RpcMethod>(node: string, method: M, args: RpcArgs<M>): Promise<RpcResult<M>> {
     const cluster = this.cluster;
     const known = cluster !== null && [...cluster.status().running, ...cluster.status().stopped].includes(node);
     if (!known) throw new RebalanceError('invalid_node', `invalid node: ${node}`);
@@ -264,14 +278,13 @@ export class NodeRebalance implements SessionMover, Participants {
     if (session === undefined) return false;
     if (session.owner === null) {
       // Disconnected as of now: the expiry timer starts afresh (and a pending will keeps its delay).
-      this.broker.closeSession(session, true, Date.now());
+      this.broker.sessions.close(session, true, Date.now());
       cluster.sessionOpened(session);
     }
     return true;
   }
 }
 
-function settle(reply: unknown): void {
-  const r = reply as Outcome<unknown>;
+function settle(r: Outcome<unknown>): void {
   if ('error' in r) throw new RebalanceError(r.error.code, r.error.message);
 }

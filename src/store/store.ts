@@ -1,22 +1,65 @@
 // The session store contract (DESIGN.md principle 5): what the broker, the cluster takeover and the
 // rebalance state need from a node's persistent store. Two implementations: LMDB (the real one) and
 // memory (tests, and a node run without persistence); one contract suite runs against both.
-import type { Message } from '../broker/message.js';
-import type { Delivery, InflightEntry, SubscriptionOptions, WillState } from '../broker/session.js';
 
 /**
- * A message as stored and as a takeover streams it: the broker's Message without `owned` (a stored
- * payload is always its own copy). Its `origin` lets a takeover recipient drop duplicate copies.
+ * The records of store format 1, spelled out field by field: the file format changes only when
+ * these do, never with the broker's in-memory objects (src/broker/session-journal.ts converts).
+ * The store imports nothing of the broker; MQTT properties are opaque to it.
  */
-export type StoredMessage = Omit<Message, 'owned'>;
+export type StoredQoS = 0 | 1 | 2;
+/** MQTT 5 PUBLISH or will properties, as the broker wrote them. */
+export type StoredProperties = Readonly<Record<string, unknown>>;
+
+/**
+ * A message as stored and as a takeover streams it (its payload is always its own copy). Its
+ * `origin` lets a takeover recipient drop duplicate copies.
+ */
+export interface StoredMessage {
+  topic: string;
+  payload: Buffer;
+  qos: StoredQoS;
+  retain: boolean;
+  properties: StoredProperties | undefined;
+  /** Absolute ms when the message expires, 0 for never. */
+  expiresAt: number;
+  from: string;
+  origin?: string | undefined;
+  originSeq?: number | undefined;
+}
 
 /** One offline-queued delivery as stored. `seq` orders a session's queue and inflight together. */
-export interface QueuedRecord extends Omit<Delivery, 'message'> {
+export interface QueuedRecord {
   message: StoredMessage;
+  qos: StoredQoS;
+  retain: boolean;
+  /** 0, one Subscription Identifier, or several (records of older versions hold a number). */
+  subscriptionId: number | number[];
+  seq: number;
 }
 
 /** One outgoing QoS 1/2 delivery sent and unacknowledged (`released`: PUBREL sent). */
-export interface InflightRecord extends QueuedRecord, Pick<InflightEntry, 'released'> {}
+export interface InflightRecord extends QueuedRecord {
+  released: boolean;
+}
+
+export interface SubscriptionRecord {
+  qos: StoredQoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number;
+}
+
+export interface WillRecord {
+  topic: string;
+  payload: Buffer;
+  qos: StoredQoS;
+  retain: boolean;
+  properties?: StoredProperties | undefined;
+  /** Will Delay Interval in seconds. */
+  delay: number;
+}
 
 /** The session header: everything but inflight, incoming QoS 2 ids and the queue. */
 export interface SessionRecord {
@@ -24,14 +67,14 @@ export interface SessionRecord {
   /** Takeover epoch: an import with an epoch not above the stored one is stale. */
   epoch: number;
   expiryInterval: number;
-  will: WillState | undefined;
+  will: WillRecord | undefined;
   /** The ACL identity with the client id (absent in records written before it was kept). */
   username?: string | undefined;
   createdAt: number;
   /** ms of the last disconnect; 0 while connected (a crash then counts from the restart). */
   disconnectedAt: number;
   nextPacketId: number;
-  subscriptions: Array<[string, SubscriptionOptions]>;
+  subscriptions: Array<[string, SubscriptionRecord]>;
 }
 
 /** A whole stored session, as loaded at start. Inflight and queue are in seq order. */

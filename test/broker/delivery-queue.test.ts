@@ -5,12 +5,12 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t from 'tap';
 import { DeliveryQueue, deliverySize } from '../../src/broker/delivery-queue.js';
-import type { Message } from '../../src/broker/message.js';
+import { Message } from '../../src/broker/message.js';
 import { Session, type Delivery, type SessionLimits, type SessionOwner } from '../../src/broker/session.js';
 import { BrokerStats, DropReason, LimitHit } from '../../src/broker/stats.js';
 
 function message(n: number, size = 10, qos: 0 | 1 | 2 = 1): Message {
-  return { topic: `t/${String(n).padStart(6, "0")}`, payload: Buffer.alloc(size, n & 0xff), qos, retain: false, properties: undefined, expiresAt: 0, from: 'p', owned: true };
+  return new Message(`t/${String(n).padStart(6, "0")}`, Buffer.alloc(size, n & 0xff), qos, false, undefined, 0, 'p', true);
 }
 
 function delivery(n: number, qos: 0 | 1 | 2 = 1, size = 10): Delivery {

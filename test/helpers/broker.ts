@@ -7,8 +7,9 @@ import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
 import type { SessionStore } from '../../src/store/store.js';
 
-export function testBroker(opts: { config?: Config; log?: Logger; store?: SessionStore | null } = {}): Broker {
+/** `wheel`: one on a test's clock (TimerWheel's injectable now), advanced by the test. */
+export function testBroker(opts: { config?: Config; log?: Logger; store?: SessionStore | null; wheel?: TimerWheel } = {}): Broker {
   const config = opts.config ?? defaultConfig();
   const log = opts.log ?? pino({ level: 'silent' });
-  return new Broker(config, new TimerWheel(250), createAuthenticator(config.auth, log), loadAcl(config.auth), log, opts.store ?? null);
+  return new Broker(config, opts.wheel ?? new TimerWheel(250), createAuthenticator(config.auth, log), loadAcl(config.auth), log, opts.store ?? null);
 }

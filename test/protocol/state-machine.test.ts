@@ -94,3 +94,34 @@ t.test('a packet before CONNECT closes without an answer; a 5.0 error after CONN
   t.ok(bad.transport.ended);
   t.equal(broker.sessions.size, 0, 'the clean session ended with the connection');
 });
+
+t.test('every CONNECT refusal leaves through one exit: one CONNACK with its code, counted once, closed, no session', async (t) => {
+  const broker = newBroker();
+  const cases: Array<{ name: string; version: 3 | 4 | 5; packet: Buffer; code: number; reason: number }> = [
+    // A client id over mqtt.max_client_id_length: 3.1.1 return code 2 (identifier rejected).
+    { name: 'client id too long', version: 4, packet: connectBytes('x'.repeat(9), 4), code: 2, reason: 0x85 },
+    // [MQTT-3.2.2-12] a will QoS over the maximum is refused with 0x9B.
+    { name: 'will QoS 2 over max_qos 1', version: 5, packet: connectBytes('w', 5, { will: { topic: 'w', payload: Buffer.from('x'), qos: 2, retain: false } }), code: 0x9b, reason: 0x9b },
+    { name: 'enhanced authentication', version: 5, packet: connectBytes('e', 5, { properties: { authenticationMethod: 'SCRAM' } }), code: 0x8c, reason: 0x8c },
+  ];
+  broker.config.mqtt.max_qos = 1;
+  broker.config.mqtt.max_client_id_length = 8;
+  for (const c of cases) {
+    const { protocol, transport } = client(broker, c.version);
+    protocol.receive(c.packet);
+    const out = transport.take();
+    t.equal(out.length, 1, `${c.name}: one packet out`);
+    t.match(out[0], c.version === 5 ? { cmd: 'connack', reasonCode: c.code } : { cmd: 'connack', returnCode: c.code }, `${c.name}: CONNACK ${c.code}`);
+    t.ok(transport.ended, `${c.name}: closed`);
+    t.equal(broker.stats.connectRefused.get(c.reason), 1, `${c.name}: counted once`);
+  }
+  // Refused while evacuating, before authentication: 0x9C with the Server Reference, counted by the agent too.
+  broker.connectRefusal = { properties: { serverReference: 'elsewhere:1883' }, refused: 0 };
+  const { protocol, transport } = client(broker, 5);
+  protocol.receive(connectBytes('evacuated', 5));
+  t.match(transport.take(), [{ cmd: 'connack', reasonCode: 0x9c, properties: { serverReference: 'elsewhere:1883' } }]);
+  t.equal(broker.connectRefusal.refused, 1);
+  t.equal(broker.stats.connectRefused.get(0x9c), 1);
+  t.equal(broker.sessions.size, 0, 'no session was opened');
+  t.equal(broker.stats.protocolErrors.size, 0, 'refusals are not protocol errors');
+});

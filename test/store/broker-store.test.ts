@@ -136,7 +136,7 @@ t.test('a persistent session writes through and a new broker restores it', async
 
   // Restart: a new broker on the same store.
   const again = newBroker(store, 3);
-  t.match(again.restore(Date.now()), { sessions: 2, expired: 0 });
+  t.match(again.sessions.restore(Date.now()), { sessions: 2, expired: 0 });
   const back = connect(again, 's', 5, { clean: false, properties: { sessionExpiryInterval: 300 } });
   const [connack, ...publishes] = back.w.take();
   t.match(connack, { cmd: 'connack', sessionPresent: true });
@@ -170,7 +170,7 @@ t.test('a restart with a smaller max_queued cuts the stored queue to it, in memo
   t.equal([...store.loadSessions()].find((x) => x.record.clientId === 's')?.queue.length, 5);
 
   const smaller = newBroker(store, 2);
-  smaller.restore(Date.now());
+  smaller.sessions.restore(Date.now());
   t.same(smaller.sessions.get('s')?.queue.map((d) => d.message.payload.toString()), ['m4', 'm5'], 'the newest two stay');
   t.equal(smaller.stats.drops[DropReason.QueueFull], 3, 'the rest counted as dropped');
   await store.flushed();
@@ -184,8 +184,8 @@ t.test('restore drops sessions whose expiry ran out while the node was down', as
   const c = connect(broker, 'short', 5, { clean: false, properties: { sessionExpiryInterval: 10 } });
   c.p.receive(bytes({ cmd: 'disconnect' }, 5));
   const now = Date.now();
-  t.match(newBroker(store).restore(now + 5_000), { sessions: 1, expired: 0 }, 'within its expiry');
-  t.match(newBroker(store).restore(now + 11_000), { sessions: 0, expired: 1 }, 'past it: dropped');
+  t.match(newBroker(store).sessions.restore(now + 5_000), { sessions: 1, expired: 0 }, 'within its expiry');
+  t.match(newBroker(store).sessions.restore(now + 11_000), { sessions: 0, expired: 1 }, 'past it: dropped');
   await store.flushed();
   t.same([...store.loadSessions()], [], 'and deleted from the store');
 });

@@ -1,14 +1,14 @@
 // Store benchmark (not a test): persistent vs clean connect rate, QoS 1 throughput to a persistent
 // subscriber, and store size / RSS for many persistent sessions, against a real node process.
-// Build first (npx tsc -p tsconfig.build.json), then run: node --import=file://$PWD/node_modules/@tapjs/typescript/dist/esm/import.mjs test/store/persist-bench.ts [sessions]
+// Build first (npx tsc -p tsconfig.build.json), then run: node --import=file://$PWD/node_modules/@tapjs/typescript/dist/esm/import.mjs native-bench/scripts/persist-bench.ts [sessions]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqttPacket from 'mqtt-packet';
-import { repoRoot } from '../helpers/build.js';
-import { freePort } from '../helpers/ports.js';
+import { repoRoot } from '../../test/helpers/build.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 const SESSIONS = Number(process.argv[2] ?? 15000);
 

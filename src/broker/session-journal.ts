@@ -1,10 +1,12 @@
 // Write-through of one persistent session: the Session calls these as its state changes, and each
 // becomes one async store write (batched per event turn by the store). Clean sessions have no
-// journal and never get here.
-import type { Message } from '../broker/message.js';
-import { Session, type Delivery, type InflightEntry, type SessionLimits } from '../broker/session.js';
-import type { BrokerStats } from '../broker/stats.js';
-import type { SessionRecord, SessionStore, StoredMessage, StoredSession } from './store.js';
+// journal and never get here. Also the one place that converts between the broker's objects and
+// the store's records (the store, a takeover's record stream).
+import type { Properties } from '../mqtt/packets.js';
+import type { InflightRecord, QueuedRecord, SessionRecord, SessionStore, StoredMessage, StoredSession, SubscriptionRecord, WillRecord } from '../store/store.js';
+import { Message } from './message.js';
+import { Session, type Delivery, type InflightEntry, type SessionLimits, type SubscriptionOptions, type WillState } from './session.js';
+import type { BrokerStats } from './stats.js';
 
 export class SessionJournal {
   constructor(
@@ -19,7 +21,7 @@ export class SessionJournal {
 
   queued(d: Delivery): void {
     d.seq = ++this.seq;
-    this.store.putQueued(this.sid, d);
+    this.store.putQueued(this.sid, queuedRecord(d, d.seq));
   }
 
   unqueued(d: Delivery): void {
@@ -29,7 +31,7 @@ export class SessionJournal {
   /** Sent or released (PUBREL): the entry as it stands now. A delivery keeps its queue seq. */
   inflight(packetId: number, entry: InflightEntry): void {
     if (entry.seq === 0) entry.seq = ++this.seq;
-    this.store.putInflight(this.sid, packetId, entry);
+    this.store.putInflight(this.sid, packetId, inflightRecord(entry, entry.seq));
   }
 
   completed(packetId: number): void {
@@ -60,22 +62,57 @@ export class SessionJournal {
 }
 
 export function sessionRecord(session: Session, epoch: number): SessionRecord {
+  const subscriptions: Array<[string, SubscriptionRecord]> = [];
+  for (const [filter, o] of session.subscriptions) subscriptions.push([filter, subscriptionRecord(o)]);
   return {
     clientId: session.clientId,
     epoch,
     expiryInterval: session.expiryInterval,
-    will: session.will,
+    will: session.will === undefined ? undefined : willRecord(session.will),
     username: session.username,
     createdAt: session.createdAt,
     disconnectedAt: session.disconnectedAt,
     nextPacketId: session.nextPacketId,
-    subscriptions: [...session.subscriptions],
+    subscriptions,
   };
+}
+
+function subscriptionRecord(o: SubscriptionOptions): SubscriptionRecord {
+  return { qos: o.qos, noLocal: o.noLocal, retainAsPublished: o.retainAsPublished, retainHandling: o.retainHandling, subscriptionId: o.subscriptionId };
+}
+
+function willRecord(w: WillState): WillRecord {
+  return { topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain, properties: w.properties as WillRecord['properties'], delay: w.delay };
+}
+
+function toWill(w: WillRecord): WillState {
+  // The store keeps the properties the broker wrote; they are MQTT properties again here.
+  return { topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain, properties: w.properties as Properties | undefined, delay: w.delay };
+}
+
+/** A message as the store (and a takeover's record stream) keeps it. */
+export function messageRecord(m: Message): StoredMessage {
+  const r: StoredMessage = { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties as StoredMessage['properties'], expiresAt: m.expiresAt, from: m.from };
+  if (m.origin !== undefined) {
+    r.origin = m.origin;
+    r.originSeq = m.originSeq;
+  }
+  return r;
+}
+
+/** A queued delivery as a record, at `seq`. */
+export function queuedRecord(d: Delivery, seq: number): QueuedRecord {
+  return { message: messageRecord(d.message), qos: d.qos, retain: d.retain, subscriptionId: d.subscriptionId, seq };
+}
+
+/** An inflight delivery as a record, at `seq`. */
+export function inflightRecord(e: InflightEntry, seq: number): InflightRecord {
+  return { message: messageRecord(e.message), qos: e.qos, retain: e.retain, subscriptionId: e.subscriptionId, seq, released: e.released };
 }
 
 /** A stored message as the broker's Message (its payload is its own copy). */
 export function toMessage(m: StoredMessage): Message {
-  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, from: m.from, owned: true };
+  return new Message(m.topic, m.payload, m.qos, m.retain, m.properties as Properties | undefined, m.expiresAt, m.from, true);
 }
 
 /**
@@ -87,7 +124,7 @@ export function toMessage(m: StoredMessage): Message {
 export function restoreSession(stored: StoredSession, store: SessionStore, now: number, bound?: { limits: SessionLimits; stats: BrokerStats }): Session {
   const r = stored.record;
   const session = new Session(r.clientId, r.expiryInterval, r.createdAt);
-  session.will = r.will;
+  session.will = r.will === undefined ? undefined : toWill(r.will);
   session.username = r.username;
   session.disconnectedAt = r.disconnectedAt === 0 ? now : r.disconnectedAt;
   let seq = 0;

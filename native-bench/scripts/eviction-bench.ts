@@ -1,5 +1,5 @@
 // Evacuation figures (a benchmark, not a test: tap does not pick it up). Against dist/:
-//   npm run build && node --import ./node_modules/@tapjs/typescript/dist/esm/import.mjs test/rebalance/eviction-bench.ts
+//   npm run build && node --import ./node_modules/@tapjs/typescript/dist/esm/import.mjs native-bench/scripts/eviction-bench.ts
 // 1. eviction rate accuracy from 10/s to 5000/s (3 s of evictions each, measured by the clients);
 // 2. start -> prohibiting for 15000 connections at conn_evict_rate 5000;
 // 3. session migration throughput (disconnected persistent sessions moved to a second node).
@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adminRequest, v5 as api } from '../helpers/admin.js';
-import { freePort } from '../helpers/ports.js';
+import { adminRequest, v5 as api } from '../../test/helpers/admin.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

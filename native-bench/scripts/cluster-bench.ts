@@ -3,17 +3,17 @@
 //             subscriber on node 2, beside the same load on one node (the single-node rate)
 //   takeover  N persistent sessions created on node 1, then the same client ids connect to node 2
 //   hold      3 nodes holding 15000 connections each
-// Usage: node --import=<tap typescript loader> test/cluster/bench.ts forward|takeover|hold
+// Usage: node --import=<tap typescript loader> native-bench/scripts/cluster-bench.ts forward|takeover|hold
 // Nodes are started here on free loopback ports and stopped by PID.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { v5 } from '../helpers/admin.js';
-import { ensureBuilt, repoRoot } from '../helpers/build.js';
-import { freePort } from '../helpers/ports.js';
-import { spawnProcess, type ManagedProcess } from '../helpers/process.js';
+import { v5 } from '../../test/helpers/admin.js';
+import { ensureBuilt, repoRoot } from '../../test/helpers/build.js';
+import { freePort } from '../../test/helpers/ports.js';
+import { spawnProcess, type ManagedProcess } from '../../test/helpers/process.js';
 
 const nbench = join(repoRoot, 'native-bench', 'build', 'nbench');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
