@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
-import { Message } from '../broker/message.js';
+import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
 import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
 import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
+import { decodeMessage, encodeMessage } from './message-wire.js';
 import { Msg } from './messages.js';
 import { Registry } from './registry.js';
 import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
@@ -90,13 +91,6 @@ interface PersistedState {
   joinedAt: number;
   members: Array<[name: string, host: string, port: number, joinedAt: number]>;
   removed: Array<[name: string, at: number]>;
-}
-
-type RetainWire = [topic: string, payload: Buffer, qos: 0 | 1 | 2, properties: Message['properties'] | null, expiresAt: number, from: string];
-
-/** A retained message as Retain and RetainSync carry it. */
-function retainWire(m: Message): RetainWire {
-  return [m.topic, m.payload, m.qos, m.properties ?? null, m.expiresAt, m.from];
 }
 
 /**
@@ -559,10 +553,10 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.onRegSync(peer, m[1] as Array<[string, number]>);
         return;
       case Msg.Retain:
-        this.applyRetained(m.slice(1) as RetainWire, true);
+        this.applyRetained(m, 1, true);
         return;
       case Msg.RetainSync:
-        for (const r of m[1] as RetainWire[]) this.applyRetained(r, false);
+        for (const r of m[1] as LinkMessage[]) this.applyRetained(r, 0, false);
         return;
       case Msg.Members:
         this.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
@@ -619,7 +613,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     link.send(this.membersMessage());
     link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
     link.send([Msg.RegSync, this.registry.local()]);
-    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), retainWire)]);
+    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), (r) => encodeMessage(r, []))]);
   }
 
   // ---- membership state --------------------------------------------------------------------
@@ -959,7 +953,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
         link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
         continue;
       }
-      link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
+      link.send(encodeMessage(message, [Msg.Forward, groups]));
       sent++;
     }
     this.forwardsSent += sent;
@@ -968,21 +962,19 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   private onForward(peer: string, m: LinkMessage): void {
     this.forwardsReceived++;
-    const properties = (m[5] as Message['properties'] | null) ?? undefined;
-    const message = new Message(m[1] as string, m[2] as Buffer, m[3] as 0 | 1 | 2, m[4] as boolean, properties, m[6] as number, m[7] as string, false, peer, m[8] as number);
-    this.broker.router.publishForwarded(message, m[9] as string[]);
+    this.broker.router.publishForwarded(decodeMessage(m, 2), m[1] as string[]);
   }
 
   // ---- retained ------------------------------------------------------------------------------
 
   retained(message: Message): void {
-    this.broadcast([Msg.Retain, ...retainWire(message)]);
+    this.broadcast(encodeMessage(message, [Msg.Retain]));
   }
 
   /** A replicated retained message; a sync at link-up only fills topics we do not have. */
-  private applyRetained(r: RetainWire, replace: boolean): void {
-    if (!replace && this.broker.router.hasRetained(r[0])) return;
-    this.broker.router.applyRetained(new Message(r[0], r[1], r[2], true, r[3] ?? undefined, r[4], r[5], false));
+  private applyRetained(r: LinkMessage, at: number, replace: boolean): void {
+    if (!replace && this.broker.router.hasRetained(r[at] as string)) return;
+    this.broker.router.applyRetained(decodeMessage(r, at));
   }
 }
 
