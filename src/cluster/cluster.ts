@@ -12,17 +12,16 @@ import tls from 'node:tls';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
-import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
+import type { ClusterBridge, RemotePlan } from '../broker/cluster-bridge.js';
 import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
-import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
 import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
-import { decodeMessage, encodeMessage } from './message-wire.js';
+import { Forwarding, type ForwardingStats } from './forwarding.js';
 import { Msg } from './messages.js';
 import { Registry } from './registry.js';
-import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
+import type { RouteKey } from './routes.js';
 import { Rpc } from './rpc.js';
 import { Takeover } from './takeover.js';
 
@@ -129,13 +128,9 @@ function clusterTls(c: Config['cluster']): ClusterTls | null {
 }
 
 /** Counters of the cluster's bounds, read by the metrics. */
-export interface ClusterStats {
+export interface ClusterStats extends ForwardingStats {
   /** Handshakes this node failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...). */
   readonly refusals: Map<string, number>;
-  /** QoS 0 forwards dropped because a peer's link was over half its backlog bound. */
-  forwardsDropped: number;
-  /** Links closed because a QoS 1/2 forward found them over the backlog bound. */
-  backlogFailures: number;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
   /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
@@ -148,7 +143,7 @@ const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_p
 
 export class Cluster implements ClusterBridge, LinkHandler {
   readonly node: string;
-  private readonly routes = new RouteTable();
+  private readonly forwarding: Forwarding;
   private readonly registry: Registry;
   /**
    * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
@@ -164,8 +159,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private readonly removed = new Map<string, number>();
   /** Links accepted or dialed by address whose peer is not a member yet (handshake). */
   private readonly loose = new Set<Link>();
-  /** This node's routes (route ids), sent whole to a peer whose link comes up. */
-  private readonly localRoutes = new Set<string>();
   private readonly incarnation = randomUUID();
   private readonly cookie: string;
   private readonly handshake: HandshakeLimits;
@@ -192,13 +185,15 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private saving: Promise<void> = Promise.resolve();
   /** A `cluster join` in progress: the seed's name and the link dialed to it. */
   private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
-  /** The plan planRemote fills, while it walks the route tries (one synchronous pass). */
-  private planning: RemotePlan | null = null;
-  private seq = 0;
   readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
-  forwardsSent = 0;
-  forwardsReceived = 0;
+  get forwardsSent(): number {
+    return this.forwarding.forwardsSent;
+  }
+
+  get forwardsReceived(): number {
+    return this.forwarding.forwardsReceived;
+  }
 
   constructor(
     readonly broker: Broker,
@@ -213,6 +208,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
+    this.forwarding = new Forwarding(this, config, this.stats);
     this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick(args.clientId));
     this.joinedAt = Date.now();
   }
@@ -275,20 +271,14 @@ export class Cluster implements ClusterBridge, LinkHandler {
     const now = Date.now();
     for (const session of this.broker.sessions.values()) {
       this.registry.addLocal(session.clientId, session.disconnectedAt === 0 ? now : session.disconnectedAt);
-      for (const filter of session.subscriptions.keys()) {
-        const shared = parseSharedFilter(filter);
-        if (typeof shared === 'object') {
-          this.localRoutes.add(routeId(shared.filter, ''));
-          this.localRoutes.add(routeId(shared.filter, shared.group));
-        } else this.localRoutes.add(routeId(filter, ''));
-      }
+      this.forwarding.addSession(session);
     }
     this.broker.cluster = this;
   }
 
   private detach(): void {
     if (this.broker.cluster === this) this.broker.cluster = null;
-    this.localRoutes.clear();
+    this.forwarding.clear();
     this.registry.clear();
   }
 
@@ -301,13 +291,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   /** The route table as the management API lists it: this node's routes and every peer's. */
   routeList(): Array<{ topic: string; node: string }> {
-    const list: Array<{ topic: string; node: string }> = [];
-    const add = (node: string, [filter, group]: RouteKey): void => {
-      list.push({ topic: group === '' ? filter : `$share/${group}/${filter}`, node });
-    };
-    for (const id of this.localRoutes) add(this.node, parseRouteId(id));
-    for (const node of this.routes.nodes()) for (const route of this.routes.routesOf(node)) add(node, route);
-    return list;
+    return this.forwarding.routeList();
   }
 
   // ---- membership commands -----------------------------------------------------------------
@@ -513,7 +497,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     m.link = null;
     m.downSince = Date.now();
     m.nextDial = Date.now() + DIAL_MIN_MS;
-    const routes = this.routes.purge(m.name);
+    const routes = this.forwarding.routes.purge(m.name);
     this.rpc.nodeDown(m.name);
     this.log.warn({ peer: m.name, why, routes_purged: routes }, 'cluster node down');
   }
@@ -532,16 +516,16 @@ export class Cluster implements ClusterBridge, LinkHandler {
       case Msg.Ping:
         return;
       case Msg.Forward:
-        this.onForward(peer, m);
+        this.forwarding.onForward(m);
         return;
       case Msg.RouteAdd:
-        this.routes.add(peer, m[1] as string, m[2] as string);
+        this.forwarding.routes.add(peer, m[1] as string, m[2] as string);
         return;
       case Msg.RouteDel:
-        this.routes.remove(peer, m[1] as string, m[2] as string);
+        this.forwarding.routes.remove(peer, m[1] as string, m[2] as string);
         return;
       case Msg.RouteSync:
-        this.routes.replace(peer, m[1] as RouteKey[]);
+        this.forwarding.routes.replace(peer, m[1] as RouteKey[]);
         return;
       case Msg.Reg:
         this.onReg(peer, m[1] as string, m[2] as number);
@@ -553,10 +537,10 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.onRegSync(peer, m[1] as Array<[string, number]>);
         return;
       case Msg.Retain:
-        this.applyRetained(m, 1, true);
+        this.forwarding.applyRetained(m, 1, true);
         return;
       case Msg.RetainSync:
-        for (const r of m[1] as LinkMessage[]) this.applyRetained(r, 0, false);
+        for (const r of m[1] as LinkMessage[]) this.forwarding.applyRetained(r, 0, false);
         return;
       case Msg.Members:
         this.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
@@ -604,16 +588,16 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return links;
   }
 
-  private broadcast(message: LinkMessage): void {
+  broadcast(message: LinkMessage): void {
     for (const m of this.members.values()) if (m.link !== null) m.link.send(message);
   }
 
   /** Everything a peer needs from us when its link comes up: join, rejoin and partition heal alike. */
   private sendState(link: Link): void {
     link.send(this.membersMessage());
-    link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
+    link.send(this.forwarding.routeSync());
     link.send([Msg.RegSync, this.registry.local()]);
-    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), (r) => encodeMessage(r, []))]);
+    link.send(this.forwarding.retainSync());
   }
 
   // ---- membership state --------------------------------------------------------------------
@@ -700,7 +684,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.members.delete(name);
     m.link?.close(why);
     m.dialing?.close(why);
-    this.routes.purge(name);
+    this.forwarding.routes.purge(name);
     this.rpc.nodeDown(name);
     this.registry.forget(name);
     this.log.info({ peer: name, why }, 'cluster member removed');
@@ -890,98 +874,25 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return this.takeover.pull(owner, clientId, cleanStart);
   }
 
-  // ---- routes and forwarding ---------------------------------------------------------------
+  // ---- routes and forwarding (forwarding.ts) -----------------------------------------------
 
   routeAdded(filter: string, group: string): void {
-    this.localRoutes.add(routeId(filter, group));
-    this.broadcast([Msg.RouteAdd, filter, group]);
+    this.forwarding.routeAdded(filter, group);
   }
 
   routeRemoved(filter: string, group: string): void {
-    this.localRoutes.delete(routeId(filter, group));
-    this.broadcast([Msg.RouteDel, filter, group]);
+    this.forwarding.routeRemoved(filter, group);
   }
 
   planRemote(message: Message, plan: RemotePlan): void {
-    message.origin = this.node;
-    message.originSeq = ++this.seq;
-    this.planning = plan;
-    try {
-      this.routes.filters.match(message.topic, this, visitFilterRoute);
-      if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
-    } finally {
-      this.planning = null;
-    }
-  }
-
-  /** @internal */
-  target(node: string): string[] {
-    const nodes = (this.planning as RemotePlan).nodes;
-    let groups = nodes.get(node);
-    if (groups === undefined) nodes.set(node, (groups = []));
-    return groups;
-  }
-
-  /** @internal A remote group route matched: one of its nodes gets the message, or this one when
-   *  it has members of the group too (round robin over them all). */
-  pickGroup(route: GroupRoute): void {
-    const id = routeId(route.filter, route.group);
-    const n = route.nodes.length;
-    const local = this.localRoutes.has(id);
-    const pick = route.next % (local ? n + 1 : n);
-    route.next = pick + 1;
-    if (pick === n) return;
-    this.target(route.nodes[pick] as string).push(id);
-    if (local) (this.planning as RemotePlan).elsewhere.push(id);
+    this.forwarding.planRemote(message, plan);
   }
 
   forward(message: Message, plan: RemotePlan): number {
-    let sent = 0;
-    for (const [node, groups] of plan.nodes) {
-      const link = this.members.get(node)?.link;
-      if (link == null) continue;
-      const backlog = link.backlog;
-      const bound = this.config.cluster.max_link_backlog;
-      if (message.qos === 0 && backlog > bound / 2) {
-        this.stats.forwardsDropped++;
-        continue;
-      }
-      if (backlog > bound) {
-        // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
-        this.stats.backlogFailures++;
-        this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
-        link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
-        continue;
-      }
-      link.send(encodeMessage(message, [Msg.Forward, groups]));
-      sent++;
-    }
-    this.forwardsSent += sent;
-    return sent;
+    return this.forwarding.forward(message, plan);
   }
-
-  private onForward(peer: string, m: LinkMessage): void {
-    this.forwardsReceived++;
-    this.broker.router.publishForwarded(decodeMessage(m, 2), m[1] as string[]);
-  }
-
-  // ---- retained ------------------------------------------------------------------------------
 
   retained(message: Message): void {
-    this.broadcast(encodeMessage(message, [Msg.Retain]));
+    this.forwarding.retained(message);
   }
-
-  /** A replicated retained message; a sync at link-up only fills topics we do not have. */
-  private applyRetained(r: LinkMessage, at: number, replace: boolean): void {
-    if (!replace && this.broker.router.hasRetained(r[at] as string)) return;
-    this.broker.router.applyRetained(decodeMessage(r, at));
-  }
-}
-
-function visitFilterRoute(cluster: Cluster, node: string): void {
-  cluster.target(node);
-}
-
-function visitGroupRoute(cluster: Cluster, route: GroupRoute): void {
-  cluster.pickGroup(route);
 }
