@@ -4,12 +4,9 @@
 // replicated retained messages, the client registry, RPCs and takeover. It is the broker's
 // ClusterBridge; everything it sends to one peer in one event-loop turn leaves as one frame.
 import { randomUUID } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import type { ClusterBridge, RemotePlan } from '../broker/cluster-bridge.js';
@@ -19,6 +16,7 @@ import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/
 import { parseNodeAddress } from './address.js';
 import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
 import { Forwarding, type ForwardingStats } from './forwarding.js';
+import { ClusterError, DIAL_MAX_MS, DIAL_MIN_MS, Membership, type Member, type MembershipHost, type PersistedState } from './membership.js';
 import { Msg } from './messages.js';
 import { Registry } from './registry.js';
 import type { RouteKey } from './routes.js';
@@ -39,36 +37,8 @@ const TICK_MS = 500;
 const HEARTBEAT_MS = 1000;
 /** ...and is declared dead after this long without a byte from the peer. */
 export const FAILURE_MS = 5000;
-/** Redial backoff bounds. */
-const DIAL_MIN_MS = 250;
-const DIAL_MAX_MS = 5000;
-/** DNS discovery looks the name up this often. */
-const DNS_EVERY_MS = 5000;
-/** A static seed that is not a member is dialed at most this often. */
-const SEED_EVERY_MS = 1000;
-/** Removal tombstones are kept this long at least, so stale gossip cannot bring a node back. */
-const TOMBSTONE_MIN_MS = 3_600_000;
-/** How long `join` waits for the link to the seed. */
-const JOIN_WAIT_MS = 10_000;
 /** At most one log line per this period about connections refused before they authenticated. */
 const REFUSAL_LOG_MS = 10_000;
-
-interface Member {
-  readonly name: string;
-  host: string;
-  /** Its cluster port; 0 until it told us (a node that dialed us). */
-  port: number;
-  /** When it (last) joined: a removal older than this does not apply to it. */
-  joinedAt: number;
-  /** The link in use, once authenticated. */
-  link: Link | null;
-  /** An outbound link still in its handshake. */
-  dialing: Link | null;
-  /** ms since it is down (or since we learned of it), 0 while up. */
-  downSince: number;
-  nextDial: number;
-  failures: number;
-}
 
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();
@@ -77,19 +47,6 @@ function flushRegistry(cluster: Cluster): void {
 export interface ClusterStatus {
   running: string[];
   stopped: string[];
-}
-
-/** Thrown by join/leave/force-leave with the reason the CLI prints. */
-export class ClusterError extends Error {
-  override name = 'ClusterError';
-}
-
-interface PersistedState {
-  /** The node that saved it: a node's name is fixed once it has joined a cluster (SPEC 1). */
-  node: string;
-  joinedAt: number;
-  members: Array<[name: string, host: string, port: number, joinedAt: number]>;
-  removed: Array<[name: string, at: number]>;
 }
 
 /**
@@ -141,7 +98,9 @@ export interface ClusterStats extends ForwardingStats {
  *  a series before the first one happens. */
 const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_pending', 'tls'];
 
-export class Cluster implements ClusterBridge, LinkHandler {
+export { ClusterError };
+
+export class Cluster implements ClusterBridge, LinkHandler, MembershipHost {
   readonly node: string;
   private readonly forwarding: Forwarding;
   private readonly registry: Registry;
@@ -155,8 +114,9 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private regScheduled = false;
   readonly rpc: Rpc;
   readonly takeover: Takeover;
-  private readonly members = new Map<string, Member>();
-  private readonly removed = new Map<string, number>();
+  private readonly membership: Membership;
+  /** The members, with their links (Membership's map). */
+  private readonly members: Map<string, Member>;
   /** Links accepted or dialed by address whose peer is not a member yet (handshake). */
   private readonly loose = new Set<Link>();
   private readonly incarnation = randomUUID();
@@ -174,17 +134,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private tlsServer: tls.Server | null = null;
   private refusalLogAt = 0;
   private refusalsUnlogged = 0;
-  private readonly statePath: string;
-  private joinedAt: number;
   private server: Server | null = null;
   private ticker: NodeJS.Timeout | null = null;
-  private nextDns = 0;
-  private nextSeeds = 0;
-  private persistScheduled = false;
-  /** The member list write in progress: writes of the file are serialized. */
-  private saving: Promise<void> = Promise.resolve();
-  /** A `cluster join` in progress: the seed's name and the link dialed to it. */
-  private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
   readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
   get forwardsSent(): number {
@@ -205,12 +156,12 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.cookie = config.node.cookie;
     this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
     this.tls = clusterTls(config.cluster);
-    this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
     this.forwarding = new Forwarding(this, config, this.stats);
     this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick(args.clientId));
-    this.joinedAt = Date.now();
+    this.membership = new Membership(this.node, config, log, this);
+    this.members = this.membership.members;
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
@@ -218,7 +169,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** Listens on the cluster port, takes over the broker's state as this node's, dials known members. */
   async start(): Promise<number> {
     const now = Date.now();
-    this.load();
+    this.membership.load();
     const server = createServer((socket) => this.gate(socket));
     if (this.tls !== null) {
       // The TLS handshake is part of the link's: the same deadline and slot, and a failure is a refusal.
@@ -266,7 +217,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
    * Becomes the broker's bridge once there is a member: a node alone pays nothing on its hot path
    * (the broker checks one null). Local routes and registry entries are taken from the broker's state.
    */
-  private attach(): void {
+  attach(): void {
     if (this.broker.cluster === this) return;
     const now = Date.now();
     for (const session of this.broker.sessions.values()) {
@@ -276,17 +227,10 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.broker.cluster = this;
   }
 
-  private detach(): void {
+  detach(): void {
     if (this.broker.cluster === this) this.broker.cluster = null;
     this.forwarding.clear();
     this.registry.clear();
-  }
-
-  private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
-    const m: Member = { name, host, port, joinedAt, link: null, dialing: null, downSince, nextDial: 0, failures: 0 };
-    this.members.set(name, m);
-    this.attach();
-    return m;
   }
 
   /** The route table as the management API lists it: this node's routes and every peer's. */
@@ -294,61 +238,48 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return this.forwarding.routeList();
   }
 
-  // ---- membership commands -----------------------------------------------------------------
+  // ---- membership (membership.ts) ---------------------------------------------------------
 
-  /**
-   * `cluster join <node>`: leaves the current cluster if any, then links to the seed, which
-   * introduces the others; resolves once the seed's link is up and the members it named are.
-   */
-  async join(target: string): Promise<void> {
-    const address = parseNodeAddress(target);
-    if (address.name === this.node) throw new ClusterError('cannot join the node itself');
-    if (this.members.get(address.name)?.link != null) throw new ClusterError(`already in a cluster with ${address.name}`);
-    if (this.joinWaiter !== null) throw new ClusterError('a join is already in progress');
-    if (this.members.size > 0) this.leaveLocally('joining another cluster');
-    this.joinedAt = Date.now();
-    const waiter = { name: address.name, link: null as Link | null, resolve: (): void => {}, reject: (_err: Error): void => {} };
-    const up = new Promise<void>((resolve, reject) => Object.assign(waiter, { resolve, reject }));
-    this.joinWaiter = waiter;
-    const timer = setTimeout(() => this.settleJoin(new ClusterError(`no answer from ${address.name} within ${JOIN_WAIT_MS / 1000} s`)), JOIN_WAIT_MS);
-    try {
-      waiter.link = this.dial(address.host, address.port, address.name, 'join');
-      await up;
-    } finally {
-      clearTimeout(timer);
-    }
-    // The seed named the other members; give their links a moment so the status shows them.
-    const deadline = Date.now() + 3000;
-    while (Date.now() < deadline && [...this.members.values()].some((m) => m.link === null && m.port !== 0)) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    this.persist();
+  /** `cluster join <node>` (Membership.join). */
+  join(target: string): Promise<void> {
+    return this.membership.join(target);
   }
 
-  /** `cluster leave`: tells every member, then forgets them; this node's own clients stay. */
+  /** `cluster leave` (Membership.leave). */
   leave(): void {
-    if (this.members.size === 0) throw new ClusterError('node is not in a cluster');
-    // Closing a link flushes what was queued, so the Leave goes out first.
-    for (const link of this.upLinks()) link.send([Msg.Leave]);
-    this.leaveLocally('left the cluster');
+    this.membership.leave();
   }
 
-  /** `cluster force-leave <node>`: removes another node, telling it and every member. */
+  /** `cluster force-leave <node>` (Membership.forceLeave). */
   forceLeave(name: string): void {
-    if (name === this.node) throw new ClusterError('use leave to remove this node');
-    const m = this.members.get(name);
-    if (m === undefined) throw new ClusterError(`node ${name} is not in the cluster`);
-    const at = Date.now();
-    for (const link of this.upLinks()) link.send([Msg.Removed, name, at]);
-    this.applyRemoval(name, at, 'removed by force-leave');
-    this.persist();
+    this.membership.forceLeave(name);
   }
 
-  /** Forgets every member (after leave, or being removed): alone, with only local state. */
-  private leaveLocally(why: string): void {
-    this.log.warn({ members: [...this.members.keys()], why }, 'leaving the cluster');
-    for (const name of [...this.members.keys()]) this.dropMember(name, why);
-    this.persist();
+  dialingFor(intent: string): boolean {
+    for (const l of this.loose) if (l.dialed && l.intent === intent) return true;
+    return false;
+  }
+
+  listenPort(): number {
+    const address = this.server?.address();
+    return typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
+  }
+
+  memberDropped(name: string): void {
+    this.forwarding.routes.purge(name);
+    this.rpc.nodeDown(name);
+    this.registry.forget(name);
+  }
+
+  /** Heartbeats on up links; membership's housekeeping for the others. */
+  private tick(now: number): void {
+    for (const m of this.members.values()) {
+      const link = m.link;
+      if (link === null) continue;
+      if (now - link.lastReceived > FAILURE_MS) link.close(`no heartbeat for ${FAILURE_MS} ms`);
+      else if (now - link.lastSent >= HEARTBEAT_MS) link.send([Msg.Ping]);
+    }
+    this.membership.tick(now);
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -384,7 +315,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.handshaking.delete(pair);
   }
 
-  private dial(host: string, port: number, expected: string | undefined, intent: string): Link {
+  dial(host: string, port: number, expected: string | undefined, intent: string): Link {
     // Peers are identified by the cluster CA and the cookie, not by host names in certificates
     // (nodes are often named by IP address).
     const socket =
@@ -410,7 +341,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   admit(link: Link): string | undefined {
     if (link.peer === this.node) return 'name_in_use';
-    if (this.removed.has(link.peer) && link.intent !== 'join') return 'removed_from_cluster';
+    if (this.membership.removed.has(link.peer) && link.intent !== 'join') return 'removed_from_cluster';
     const current = this.members.get(link.peer)?.link;
     return current != null && current !== link ? this.duplicate(link, current) : undefined;
   }
@@ -453,11 +384,11 @@ export class Cluster implements ClusterBridge, LinkHandler {
         return;
       }
     }
-    if (link.intent === 'join') this.removed.delete(peer);
+    if (link.intent === 'join') this.membership.removed.delete(peer);
     let added = false;
     if (m === undefined) {
       // A dialed peer listens where we reached it; one that dialed us says where in its Members.
-      m = this.addMember(peer, link.socket.remoteAddress ?? '', link.dialed ? (link.socket.remotePort ?? 0) : 0, 0, 0);
+      m = this.membership.addMember(peer, link.socket.remoteAddress ?? '', link.dialed ? (link.socket.remotePort ?? 0) : 0, 0, 0);
       added = true;
     }
     if (m.dialing === link) m.dialing = null;
@@ -469,23 +400,24 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.log.info({ peer, remote: link.remote }, 'cluster node up');
     this.sendState(link);
     if (added) {
-      this.broadcastMembers(link);
-      this.persist();
+      this.membership.broadcastMembers(link);
+      this.membership.persist();
     }
   }
 
   linkDown(link: Link, why: string): void {
     this.loose.delete(link);
     this.handshakeOver(link);
-    if (this.joinWaiter !== null && this.joinWaiter.link === link) this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
+    const joinWaiter = this.membership.joinWaiter;
+    if (joinWaiter !== null && joinWaiter.link === link) this.membership.settleJoin(new ClusterError(`cannot join ${joinWaiter.name}: ${why}`));
     // Only a member's own links (its live link, our dial to it) speak for it: a connection that
     // merely claimed its name changes nothing.
     const m = this.members.get(link.peer !== '' ? link.peer : (link.expected ?? ''));
     if (m === undefined || (m.link !== link && m.dialing !== link)) return;
     if (link.refusal === 'removed_from_cluster') {
       // It removed us while we were away: we are not part of its cluster any more.
-      this.dropMember(m.name, why);
-      this.persist();
+      this.membership.dropMember(m.name, why);
+      this.membership.persist();
       return;
     }
     if (m.dialing === link) {
@@ -500,14 +432,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
     const routes = this.forwarding.routes.purge(m.name);
     this.rpc.nodeDown(m.name);
     this.log.warn({ peer: m.name, why, routes_purged: routes }, 'cluster node down');
-  }
-
-  private settleJoin(err: Error | undefined): void {
-    const waiter = this.joinWaiter;
-    if (waiter === null) return;
-    this.joinWaiter = null;
-    if (err === undefined) waiter.resolve();
-    else waiter.reject(err);
   }
 
   linkMessage(link: Link, m: LinkMessage): void {
@@ -543,7 +467,7 @@ export class Cluster implements ClusterBridge, LinkHandler {
         for (const r of m[1] as LinkMessage[]) this.forwarding.applyRetained(r, 0, false);
         return;
       case Msg.Members:
-        this.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
+        this.membership.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
         return;
       case Msg.Call:
         this.rpc.onCall(link, m[1], m[2], m[3]);
@@ -552,11 +476,11 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.rpc.onReply(m[1], m[2], m[3]);
         return;
       case Msg.Leave:
-        this.applyRemoval(peer, Date.now(), 'left the cluster');
-        this.persist();
+        this.membership.applyRemoval(peer, Date.now(), 'left the cluster');
+        this.membership.persist();
         return;
       case Msg.Removed:
-        this.onRemoved(m[1] as string, m[2] as number);
+        this.membership.onRemoved(m[1] as string, m[2] as number);
         return;
       default:
         this.log.warn({ peer, type: m[0] }, 'cluster link: unknown message type');
@@ -571,12 +495,6 @@ export class Cluster implements ClusterBridge, LinkHandler {
     const nodes: string[] = [];
     for (const m of this.members.values()) if (m.link !== null) nodes.push(m.name);
     return nodes;
-  }
-
-  private upLinks(): Link[] {
-    const links: Link[] = [];
-    for (const m of this.members.values()) if (m.link !== null) links.push(m.link);
-    return links;
   }
 
   private allLinks(): Link[] {
@@ -594,200 +512,10 @@ export class Cluster implements ClusterBridge, LinkHandler {
 
   /** Everything a peer needs from us when its link comes up: join, rejoin and partition heal alike. */
   private sendState(link: Link): void {
-    link.send(this.membersMessage());
+    link.send(this.membership.membersMessage());
     link.send(this.forwarding.routeSync());
     link.send([Msg.RegSync, this.registry.local()]);
     link.send(this.forwarding.retainSync());
-  }
-
-  // ---- membership state --------------------------------------------------------------------
-
-  private membersMessage(): LinkMessage {
-    const list: PersistedState['members'] = [[this.node, '', 0, this.joinedAt]];
-    for (const m of this.members.values()) list.push([m.name, m.host, m.port, m.joinedAt]);
-    // Our own address as the peer sees it is its business; we report our listening port.
-    const self = list[0] as PersistedState['members'][number];
-    const address = this.server?.address();
-    self[1] = parseNodeAddress(this.node).host;
-    self[2] = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
-    return [Msg.Members, list, [...this.removed]];
-  }
-
-  private broadcastMembers(except: Link | null): void {
-    const message = this.membersMessage();
-    for (const link of this.upLinks()) if (link !== except) link.send(message);
-  }
-
-  /** Merges a member list (union), so both sides of a healed partition end with everyone. */
-  private onMembers(from: string, list: PersistedState['members'], removed: PersistedState['removed']): void {
-    let changed = false;
-    // A join is done once the seed has named the members (the first thing it sends).
-    if (this.joinWaiter?.name === from) setImmediate(() => this.settleJoin(undefined));
-    for (const [name, at] of removed) {
-      if (name === this.node) {
-        if (at >= this.joinedAt) {
-          this.leaveLocally(`removed from the cluster (told by ${from})`);
-          return;
-        }
-        continue;
-      }
-      if ((this.removed.get(name) ?? 0) < at && this.applyRemoval(name, at, 'removed from the cluster')) changed = true;
-    }
-    for (const [name, host, port, joinedAt] of list) {
-      if (name === this.node) continue;
-      const tomb = this.removed.get(name);
-      if (tomb !== undefined) {
-        if (tomb >= joinedAt) continue;
-        this.removed.delete(name);
-      }
-      const m = this.members.get(name);
-      if (m === undefined) {
-        this.addMember(name, host, port, joinedAt, Date.now());
-        changed = true;
-      } else {
-        if ((name === from || m.port === 0) && port !== 0 && m.port !== port) {
-          m.host = host;
-          m.port = port;
-          changed = true;
-        }
-        if (joinedAt > m.joinedAt) m.joinedAt = joinedAt;
-      }
-    }
-    if (changed) {
-      this.broadcastMembers(null);
-      this.persist();
-    }
-  }
-
-  private onRemoved(name: string, at: number): void {
-    if (name === this.node) {
-      if (at >= this.joinedAt) this.leaveLocally('removed from the cluster by force-leave');
-      return;
-    }
-    this.applyRemoval(name, at, 'removed by force-leave');
-    this.persist();
-  }
-
-  /** Records a removal and drops the member unless it joined again since. Returns whether it dropped one. */
-  private applyRemoval(name: string, at: number, why: string): boolean {
-    this.removed.set(name, Math.max(at, this.removed.get(name) ?? 0));
-    const m = this.members.get(name);
-    if (m === undefined || m.joinedAt > at) return false;
-    this.dropMember(name, why);
-    return true;
-  }
-
-  /** Forgets a member: its link, routes and registry entries. */
-  private dropMember(name: string, why: string): void {
-    const m = this.members.get(name);
-    if (m === undefined) return;
-    this.members.delete(name);
-    m.link?.close(why);
-    m.dialing?.close(why);
-    this.forwarding.routes.purge(name);
-    this.rpc.nodeDown(name);
-    this.registry.forget(name);
-    this.log.info({ peer: name, why }, 'cluster member removed');
-    if (this.members.size === 0) this.detach();
-  }
-
-  // ---- housekeeping ------------------------------------------------------------------------
-
-  private tick(now: number): void {
-    for (const m of this.members.values()) {
-      const link = m.link;
-      if (link !== null) {
-        if (now - link.lastReceived > FAILURE_MS) link.close(`no heartbeat for ${FAILURE_MS} ms`);
-        else if (now - link.lastSent >= HEARTBEAT_MS) link.send([Msg.Ping]);
-        continue;
-      }
-      const autoclean = this.config.cluster.autoclean * 1000;
-      if (autoclean > 0 && m.downSince > 0 && now - m.downSince > autoclean) {
-        this.dropMember(m.name, `down longer than autoclean (${this.config.cluster.autoclean} s)`);
-        this.persist();
-        continue;
-      }
-      if (m.dialing === null && m.port !== 0 && now >= m.nextDial) {
-        m.nextDial = now + DIAL_MAX_MS;
-        this.dial(m.host, m.port, m.name, 'member');
-      }
-    }
-    this.discover(now);
-    for (const [name, at] of this.removed) {
-      if (now - at > Math.max(TOMBSTONE_MIN_MS, this.config.cluster.autoclean * 1000)) this.removed.delete(name);
-    }
-  }
-
-  /** Static seeds and DNS names are dialed while no member is known under their name/address. */
-  private discover(now: number): void {
-    const c = this.config.cluster;
-    if (c.discovery === 'static' && now >= this.nextSeeds) {
-      this.nextSeeds = now + SEED_EVERY_MS;
-      for (const seed of c.seeds) {
-        let address;
-        try {
-          address = parseNodeAddress(seed);
-        } catch {
-          continue;
-        }
-        if (address.name === this.node || this.members.has(address.name) || this.removed.has(address.name)) continue;
-        if ([...this.loose].some((l) => l.dialed && l.intent === `seed:${address.name}`)) continue;
-        this.dial(address.host, address.port, address.name, `seed:${address.name}`);
-      }
-    } else if (c.discovery === 'dns' && now >= this.nextDns) {
-      this.nextDns = now + DNS_EVERY_MS;
-      // The system resolver: the name's A records (and /etc/hosts, as containers often use).
-      lookup(c.dns_name, { all: true, family: 4 }).then(
-        (found) => {
-          const own = parseNodeAddress(this.node).host;
-          for (const { address: ip } of found) {
-            if (ip === own) continue;
-            if ([...this.members.values()].some((m) => m.host === ip && (m.link !== null || m.dialing !== null))) continue;
-            if ([...this.loose].some((l) => l.dialed && l.intent === `dns:${ip}`)) continue;
-            this.dial(ip, c.port, undefined, `dns:${ip}`);
-          }
-        },
-        (err: unknown) => this.log.warn({ err: (err as Error).message, name: c.dns_name }, 'cluster dns discovery failed'),
-      );
-    }
-  }
-
-  private load(): void {
-    let state: PersistedState;
-    try {
-      state = JSON.parse(readFileSync(this.statePath, 'utf8')) as PersistedState;
-    } catch {
-      return; // never clustered
-    }
-    if (state.node !== this.node && state.members.length > 0) {
-      throw new ClusterError(`${this.statePath} belongs to node ${state.node}, which has joined a cluster: its name cannot change (start it as ${state.node}, or use another data dir)`);
-    }
-    this.joinedAt = state.joinedAt;
-    const now = Date.now();
-    for (const [name, at] of state.removed) this.removed.set(name, at);
-    for (const [name, host, port, joinedAt] of state.members) {
-      if (name !== this.node) this.addMember(name, host, port, joinedAt, now);
-    }
-  }
-
-  /** Writes the member list (once per turn), so a restarted node rejoins by itself. */
-  private persist(): void {
-    if (this.persistScheduled) return;
-    this.persistScheduled = true;
-    setImmediate(() => {
-      this.persistScheduled = false;
-      const state: PersistedState = {
-        node: this.node,
-        joinedAt: this.joinedAt,
-        members: [...this.members.values()].filter((m) => m.port !== 0).map((m) => [m.name, m.host, m.port, m.joinedAt]),
-        removed: [...this.removed],
-      };
-      const tmp = `${this.statePath}.tmp`;
-      this.saving = this.saving
-        .then(() => writeFile(tmp, JSON.stringify(state)))
-        .then(() => rename(tmp, this.statePath))
-        .catch((err: unknown) => this.log.error({ err, path: this.statePath }, 'cannot save the cluster member list'));
-    });
   }
 
   // ---- registry ------------------------------------------------------------------------------
