@@ -1,8 +1,9 @@
-// One node's part of the cluster (SPEC 4, seed distributed-cluster): authenticated links to every
-// other member (full mesh), membership with join/leave/force-leave, discovery (manual, static,
-// dns), autoclean and merging after a partition, the replicated route table, forwarding, the
-// replicated retained messages, the client registry, RPCs and takeover. It is the broker's
-// ClusterBridge; everything it sends to one peer in one event-loop turn leaves as one frame.
+// One node's part of the cluster (SPEC 4, seed distributed-cluster), the facade over its modules:
+// membership (membership.ts), forwarding and retained replication (forwarding.ts), the client
+// registry (registry.ts), RPCs and takeover. It holds the link mesh itself (the cluster port with
+// its handshake slots, dialing, duplicate links, heartbeats) and dispatches what links receive.
+// It is the broker's ClusterBridge; everything it sends to one peer in one event-loop turn leaves
+// as one frame.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
