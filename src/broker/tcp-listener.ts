@@ -170,10 +170,14 @@ function refuseProxy(socket: PendingSocket, why: string): void {
   socket.destroy();
 }
 
+function proxyHeaderLate(socket: PendingSocket): void {
+  refuseProxy(socket, 'no PROXY header within proxy_header_timeout');
+}
+
 /** With proxy_protocol on, nothing but a valid PROXY header within the deadline gets through. */
 function awaitProxyHeader(socket: GatedSocket, broker: Broker, handoff: StreamHandoff): void {
   const pendingSocket = socket as PendingSocket;
-  const timer = new WheelTimer(() => refuseProxy(pendingSocket, 'no PROXY header within proxy_header_timeout'));
+  const timer = new WheelTimer(pendingSocket, proxyHeaderLate);
   pendingSocket.tidemqProxy = { buffered: undefined, timer, broker, handoff };
   broker.wheel.schedule(timer, Date.now() + broker.config.listeners.proxy_header_timeout * 1000);
   socket.on('error', ignoreError);
