@@ -34,6 +34,9 @@ export interface Transport {
   write(buf: Buffer): void;
   /** One PUBLISH: a fresh header and the shared payload, without copying the payload. */
   writePublish(header: Buffer, payload: Buffer): void;
+  /** Writes at once, not held for the rest of the turn: for the CONNACK, usually alone in its
+   *  turn. Writes after it may still be held; order is kept. Absent: write(). */
+  writeNow?(buf: Buffer): void;
   /** Bytes accepted by write() and not yet handed to the kernel. */
   readonly backlog: number;
   /** Flushes what was written, then closes. */
@@ -456,7 +459,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
       if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
     }
-    this.send(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
+    this.sendConnack(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
     // The level check first: the default connect path builds no log object.
     if (this.broker.log.isLevelEnabled('debug')) {
@@ -489,7 +492,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.broker.log.debug({ clientId: this.clientId, reason, why }, 'connect refused');
     const v5 = this.version === 5;
     const code = v5 ? reason : connackReturnCodeV3(reason);
-    this.send(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code, properties: v5 ? properties : undefined }, this.version));
+    this.sendConnack(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code, properties: v5 ? properties : undefined }, this.version));
     this.close(false);
   }
 
@@ -825,6 +828,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private send(packet: Buffer): void {
     this.broker.stats.countOut((packet[0] as number) >> 4, packet.length);
     this.transport.write(packet);
+  }
+
+  private sendConnack(packet: Buffer): void {
+    this.broker.stats.countOut(PacketType.CONNACK, packet.length);
+    if (this.transport.writeNow !== undefined) this.transport.writeNow(packet);
+    else this.transport.write(packet);
   }
 
   sendPubrel(packetId: number): void {
