@@ -34,6 +34,9 @@ export interface Transport {
   write(buf: Buffer): void;
   /** One PUBLISH: a fresh header and the shared payload, without copying the payload. */
   writePublish(header: Buffer, payload: Buffer): void;
+  /** Writes at once, not held for the rest of the turn: for the CONNACK, usually alone in its
+   *  turn. Writes after it may still be held; order is kept. Absent: write(). */
+  writeNow?(buf: Buffer): void;
   /** Bytes accepted by write() and not yet handed to the kernel. */
   readonly backlog: number;
   /** Flushes what was written, then closes. */
@@ -75,11 +78,33 @@ class ConnectRefused extends Error {
   }
 }
 
+/** A connection's state that most connections never need: kept out of Protocol so an idle 3.1.1
+ *  connection does not carry it. */
+class RareState {
+  /** The client's Maximum Packet Size and Topic Alias Maximum (5.0), 0 for none. */
+  clientMaxPacketSize = 0;
+  clientTopicAliasMax = 0;
+  aliasesIn: Map<number, string> | null = null;
+  aliasesOut: Map<string, number> | null = null;
+  /** Topic bytes in aliasesOut (mqtt.max_topic_alias_bytes). */
+  aliasBytes = 0;
+  /** Frames pipelined behind a suspended CONNECT, and their bytes (mqtt.max_pending_bytes). */
+  pending: Array<[number, Buffer]> | null = null;
+  pendingBytes = 0;
+  slowTimer: WheelTimer<Protocol> | null = null;
+  /** The password check this connection waits for: cancelled if it closes first. */
+  authCheck: PendingCheck | null = null;
+  /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
+   *  are not yet in a DurableAcks batch. */
+  heldAcks: Buffer[] | null = null;
+  unclaimedAcks = 0;
+}
+
 export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private state = State.AwaitingConnect;
   private version: ProtocolVersion = 4;
   private readonly reader: FrameReader;
-  private readonly timer: WheelTimer;
+  private readonly timer: WheelTimer<Protocol>;
   private keepaliveMs = 0;
   private lastReceived: number;
   clientId = '';
@@ -90,30 +115,16 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   session: Session | null = null;
   /** Outgoing QoS 1/2 window (min of the client's Receive Maximum and our max inflight). */
   sendWindow: number;
-  private clientMaxPacketSize = 0;
-  private clientTopicAliasMax = 0;
-  private aliasesIn: Map<number, string> | null = null;
-  private aliasesOut: Map<string, number> | null = null;
-  /** Topic bytes in aliasesOut (mqtt.max_topic_alias_bytes). */
-  private aliasBytes = 0;
-  private pending: Array<[number, Buffer]> | null = null;
-  /** Bytes of the frames in `pending` (mqtt.max_pending_bytes). */
-  private pendingBytes = 0;
+  /** State of 5.0 options and rare paths, allocated on first use (memory per idle connection). */
+  private rare: RareState | null = null;
   /** Bytes this connection counts in the node's pre-CONNECT total (mqtt.max_connecting_bytes). */
   private connectingHeld = 0;
   /** The CONNECT's size while it waits for its verdict. */
   private connectBytes = 0;
   /** ms since the output has been over mqtt.max_output_buffer without draining, 0 when not. */
   private slowSince = 0;
-  private slowTimer: WheelTimer | null = null;
   /** Connection-level bounds already logged for this client (bit per LimitHit). */
   private limitsLogged = 0;
-  /** The password check this connection waits for: cancelled if it closes first. */
-  private authCheck: PendingCheck | null = null;
-  /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
-   *  are not yet in a DurableAcks batch. */
-  private heldAcks: Buffer[] | null = null;
-  private unclaimedAcks = 0;
 
   constructor(
     private readonly broker: Broker,
@@ -124,9 +135,13 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.reader = new FrameReader(this, mqtt.max_connect_size, mqtt.max_packet_size);
     this.sendWindow = mqtt.max_inflight;
     this.lastReceived = now;
-    this.timer = new WheelTimer((t) => this.onTimer(t));
+    this.timer = new WheelTimer(this, Protocol.onTimer);
     broker.wheel.schedule(this.timer, now + mqtt.idle_timeout * 1000);
     broker.connections.add(this);
+  }
+
+  private get cold(): RareState {
+    return (this.rare ??= new RareState());
   }
 
   /** Over the output mark (mqtt.max_output_buffer): QoS 0 is dropped, QoS 1/2 waits in the queue;
@@ -141,8 +156,13 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.slowSince = Date.now();
     const timeout = this.broker.config.mqtt.slow_consumer_timeout;
     if (timeout === 0) return;
-    this.slowTimer ??= new WheelTimer((now) => this.checkSlow(now));
-    this.broker.wheel.schedule(this.slowTimer, this.slowSince + timeout * 1000);
+    const cold = this.cold;
+    cold.slowTimer ??= new WheelTimer(this, Protocol.checkSlow);
+    this.broker.wheel.schedule(cold.slowTimer, this.slowSince + timeout * 1000);
+  }
+
+  private static checkSlow(self: Protocol, now: number): void {
+    self.checkSlow(now);
   }
 
   private checkSlow(now: number): void {
@@ -202,7 +222,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
    * waiting for its verdict and what was pipelined behind it. Past the total it is refused.
    */
   private holdConnecting(): void {
-    const held = this.reader.reserved + this.connectBytes + this.pendingBytes;
+    const held = this.reader.reserved + this.connectBytes + (this.rare?.pendingBytes ?? 0);
     const stats = this.broker.stats;
     stats.connectingBytes += held - this.connectingHeld;
     this.connectingHeld = held;
@@ -216,7 +236,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.broker.stats.connectingBytes -= this.connectingHeld;
     this.connectingHeld = 0;
     this.connectBytes = 0;
-    this.pendingBytes = 0;
+    if (this.rare !== null) this.rare.pendingBytes = 0;
   }
 
   onFrame(header: number, body: Buffer): boolean {
@@ -236,12 +256,13 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       case State.Suspended:
         // Clients may send before CONNACK arrives. The transport is paused, so only the rest of
         // the chunk being read lands here (a WebSocket cannot pause: its bound is this one).
-        this.pendingBytes += body.length;
-        if (this.pending === null || this.pendingBytes > this.broker.config.mqtt.max_pending_bytes) {
+        const cold = this.cold;
+        cold.pendingBytes += body.length;
+        if (cold.pending === null || cold.pendingBytes > this.broker.config.mqtt.max_pending_bytes) {
           this.hitLimit(LimitHit.PendingBytes);
           throw new ProtocolError(ReasonCode.QuotaExceeded, 'bytes sent before CONNACK over mqtt.max_pending_bytes');
         }
-        this.pending.push([header, body]);
+        cold.pending.push([header, body]);
         break;
       case State.Closed:
         break;
@@ -342,10 +363,10 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     // Over auth.max_pending_checks, or a source address with too many failed logins: try later.
     if (verdict === 'busy') throw new ConnectRefused(ReasonCode.ServerBusy, 'too many password checks pending');
     if (verdict === 'throttled') throw new ConnectRefused(ReasonCode.ServerBusy, 'too many failed logins from this address');
-    this.authCheck = verdict;
+    this.cold.authCheck = verdict;
     // Never rejects: a failing scrypt counts as a wrong password (auth.ts).
     this.suspend(verdict.result, (ok) => {
-      this.authCheck = null;
+      this.cold.authCheck = null;
       if (!ok) throw new ConnectRefused(ReasonCode.BadUserNameOrPassword, 'authentication failed');
       this.pullSession(c, assigned);
     });
@@ -380,7 +401,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
    */
   private suspend<T>(wait: Promise<T>, next: (value: T) => void): void {
     this.state = State.Suspended;
-    this.pending ??= [];
+    this.cold.pending ??= [];
     this.transport.pause();
     void wait.then((value) => {
       if (this.state !== State.Suspended) return; // closed meanwhile
@@ -404,11 +425,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     else expiry = c.cleanStart ? 0 : NEVER_EXPIRES; // 3.x: a persistent session lasts until cleaned
     const cappedExpiry = Math.min(expiry, mqtt.session_expiry_max);
     let will: WillState | undefined;
-    if (c.will !== undefined) will = { ...c.will, delay: c.will.properties?.willDelayInterval ?? 0 };
+    // A copy of the will payload: a view would pin the CONNECT's whole read chunk for the session's life.
+    if (c.will !== undefined) will = { ...c.will, payload: Buffer.from(c.will.payload), delay: c.will.properties?.willDelayInterval ?? 0 };
     if (props !== undefined) {
       if (props.receiveMaximum !== undefined) this.sendWindow = Math.min(props.receiveMaximum, mqtt.max_inflight);
-      this.clientMaxPacketSize = props.maximumPacketSize ?? 0;
-      this.clientTopicAliasMax = props.topicAliasMaximum ?? 0;
+      if (props.maximumPacketSize !== undefined) this.cold.clientMaxPacketSize = props.maximumPacketSize;
+      if (props.topicAliasMaximum !== undefined) this.cold.clientTopicAliasMax = props.topicAliasMaximum;
     }
     this.reader.maxPacketSize = mqtt.max_packet_size;
 
@@ -437,7 +459,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       if (serverKeepAlive !== undefined) extra.serverKeepAlive = serverKeepAlive;
       if (cappedExpiry !== expiry) extra.sessionExpiryInterval = cappedExpiry;
     }
-    this.send(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
+    this.sendConnack(connacksFor(this.broker.config.mqtt).get(this.version, present, extra));
     this.broker.stats.connectionsAccepted++;
     // The level check first: the default connect path builds no log object.
     if (this.broker.log.isLevelEnabled('debug')) {
@@ -451,8 +473,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
 
   private replayPending(): void {
     if (this.state !== State.Connected) return; // refused, or still waiting for a session pull
-    const pending = this.pending ?? [];
-    this.pending = null;
+    const pending = this.rare?.pending ?? [];
+    if (this.rare !== null) this.rare.pending = null;
     this.transport.resume();
     try {
       for (const [header, body] of pending) {
@@ -470,7 +492,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     this.broker.log.debug({ clientId: this.clientId, reason, why }, 'connect refused');
     const v5 = this.version === 5;
     const code = v5 ? reason : connackReturnCodeV3(reason);
-    this.send(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code, properties: v5 ? properties : undefined }, this.version));
+    this.sendConnack(encodePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: code, properties: v5 ? properties : undefined }, this.version));
     this.close(false);
   }
 
@@ -485,9 +507,9 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       const alias = properties.topicAlias;
       if (alias !== undefined) {
         if (alias > mqtt.max_topic_alias) throw new ProtocolError(ReasonCode.TopicAliasInvalid, 'topic alias out of range'); // [MQTT-3.3.2-9]
-        if (topic.length > 0) (this.aliasesIn ??= new Map()).set(alias, topic);
+        if (topic.length > 0) (this.cold.aliasesIn ??= new Map()).set(alias, topic);
         else {
-          const known = this.aliasesIn?.get(alias);
+          const known = this.rare?.aliasesIn?.get(alias);
           if (known === undefined) throw new ProtocolError(ReasonCode.ProtocolError, 'unknown topic alias');
           topic = known;
         }
@@ -546,22 +568,25 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
    */
   private ack(packet: Buffer, writesBefore: number): void {
     const store = this.broker.store;
-    if (store === null || ((this.heldAcks === null || this.heldAcks.length === 0) && store.writes === writesBefore)) {
+    const held = this.rare?.heldAcks;
+    if (store === null || ((held === undefined || held === null || held.length === 0) && store.writes === writesBefore)) {
       this.send(packet);
       return;
     }
-    (this.heldAcks ??= []).push(packet);
-    if (this.unclaimedAcks++ === 0) (this.broker.durableAcks as DurableAcks).hold(this);
+    const cold = this.cold;
+    (cold.heldAcks ??= []).push(packet);
+    if (cold.unclaimedAcks++ === 0) (this.broker.durableAcks as DurableAcks).hold(this);
   }
 
   claimHeldAcks(): number {
-    const n = this.unclaimedAcks;
-    this.unclaimedAcks = 0;
+    const cold = this.cold;
+    const n = cold.unclaimedAcks;
+    cold.unclaimedAcks = 0;
     return n;
   }
 
   releaseAcks(count: number): void {
-    const acks = (this.heldAcks as Buffer[]).splice(0, count);
+    const acks = (this.cold.heldAcks as Buffer[]).splice(0, count);
     if (this.state === State.Closed) return;
     for (const packet of acks) this.send(packet);
   }
@@ -715,13 +740,14 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (this.state === State.Closed) return;
     const wasConnected = this.state === State.Connected;
     this.state = State.Closed;
-    if (this.authCheck !== null) {
-      this.authCheck.cancel();
-      this.authCheck = null;
+    const rare = this.rare;
+    if (rare !== null && rare.authCheck !== null) {
+      rare.authCheck.cancel();
+      rare.authCheck = null;
     }
     this.broker.connections.delete(this);
     this.broker.wheel.cancel(this.timer);
-    if (this.slowTimer !== null) this.broker.wheel.cancel(this.slowTimer);
+    if (rare !== null && rare.slowTimer !== null) this.broker.wheel.cancel(rare.slowTimer);
     if (this.connectingHeld > 0) this.releaseConnecting();
     if (abort) this.transport.destroy();
     else this.transport.end();
@@ -734,6 +760,10 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private scheduleKeepalive(now: number): void {
     if (this.keepaliveMs === 0) this.broker.wheel.cancel(this.timer);
     else this.broker.wheel.schedule(this.timer, now + this.keepaliveMs * KEEPALIVE_GRACE);
+  }
+
+  private static onTimer(self: Protocol, now: number): void {
+    self.onTimer(now);
   }
 
   private onTimer(now: number): void {
@@ -762,15 +792,16 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     if (this.version === 5) {
       const ids = d.subscriptionId;
       if (ids !== 0) properties = { ...properties, subscriptionIdentifiers: typeof ids === 'number' ? [ids] : ids };
-      if (this.clientTopicAliasMax > 0) {
+      const rare = this.rare;
+      if (rare !== null && rare.clientTopicAliasMax > 0) {
         // Aliases are handed out first come, up to the client's Topic Alias Maximum.
-        const aliases = (this.aliasesOut ??= new Map());
+        const aliases = (rare.aliasesOut ??= new Map());
         const alias = aliases.get(topic);
         if (alias !== undefined) {
           properties = { ...properties, topicAlias: alias };
           topic = '';
-        } else if (aliases.size < this.clientTopicAliasMax) {
-          if (this.aliasBytes + topic.length <= this.broker.config.mqtt.max_topic_alias_bytes) {
+        } else if (aliases.size < rare.clientTopicAliasMax) {
+          if (rare.aliasBytes + topic.length <= this.broker.config.mqtt.max_topic_alias_bytes) {
             newAlias = aliases.size + 1;
             properties = { ...properties, topicAlias: newAlias };
           } else (this.session as Session).limitHit(LimitHit.TopicAliasBytes, this.broker.stats);
@@ -778,13 +809,15 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       }
     } else properties = undefined;
     const header = encodePublishHeader(topic, d.qos, d.retain, dup, packetId, properties, message.payload.length, this.version);
-    if (this.clientMaxPacketSize > 0 && header.length + message.payload.length > this.clientMaxPacketSize) {
+    const maxSize = this.rare?.clientMaxPacketSize ?? 0;
+    if (maxSize > 0 && header.length + message.payload.length > maxSize) {
       (this.session as Session).countDrop(DropReason.TooLarge, this.broker.stats); // [MQTT-3.1.2-25] discarded as if delivered
       return false;
     }
     if (newAlias !== 0) {
-      this.aliasesOut?.set(topic, newAlias);
-      this.aliasBytes += topic.length;
+      const rare = this.cold;
+      rare.aliasesOut?.set(topic, newAlias);
+      rare.aliasBytes += topic.length;
     }
     this.broker.stats.countOut(PacketType.PUBLISH, header.length + message.payload.length);
     this.transport.writePublish(header, message.payload);
@@ -795,6 +828,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   private send(packet: Buffer): void {
     this.broker.stats.countOut((packet[0] as number) >> 4, packet.length);
     this.transport.write(packet);
+  }
+
+  private sendConnack(packet: Buffer): void {
+    this.broker.stats.countOut(PacketType.CONNACK, packet.length);
+    if (this.transport.writeNow !== undefined) this.transport.writeNow(packet);
+    else this.transport.write(packet);
   }
 
   sendPubrel(packetId: number): void {
@@ -808,7 +847,8 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   drained(): void {
     if (this.slowSince !== 0 && this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
       this.slowSince = 0;
-      if (this.slowTimer !== null) this.broker.wheel.cancel(this.slowTimer);
+      const slowTimer = this.rare?.slowTimer;
+      if (slowTimer !== undefined && slowTimer !== null) this.broker.wheel.cancel(slowTimer);
     }
     const session = this.session;
     if (this.state === State.Connected && session !== null && session.owner === this) session.drain(this, this.broker.limits, this.broker.stats);

@@ -264,8 +264,7 @@ export class Router {
    * `filter` is valid (possibly `$share/group/f`). Returns whether it existed before.
    */
   subscribe(session: Session, filter: string, options: SubscriptionOptions): boolean {
-    const existed = session.subscriptions.has(filter);
-    session.subscriptions.set(filter, options);
+    const existed = session.setSubscription(filter, options);
     const shared = parseSharedFilter(filter);
     const plain = typeof shared === 'object' ? shared.filter : filter;
     const sub: Subscriber = { kind: 0, session, options, readCheck: this.ctx.acl.readLimited(session.clientId, session.username, plain) };
@@ -296,15 +295,16 @@ export class Router {
   }
 
   unsubscribe(session: Session, filter: string): boolean {
-    if (!session.subscriptions.delete(filter)) return false;
+    if (!session.deleteSubscription(filter)) return false;
     this.removeSubscription(session, filter);
     return true;
   }
 
   /** Removes every subscription of a session that ends. */
   unsubscribeAll(session: Session): void {
+    if (session.subscriptions.size === 0) return; // a publisher-only session: no iterator
     for (const filter of session.subscriptions.keys()) this.removeSubscription(session, filter);
-    session.subscriptions.clear();
+    session.clearSubscriptions();
   }
 
   private removeSubscription(session: Session, filter: string): void {

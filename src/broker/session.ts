@@ -74,6 +74,7 @@ export interface SessionLimits {
 
 const NO_INFLIGHT: ReadonlyMap<number, InflightEntry> = new Map();
 const NO_INCOMING: ReadonlySet<number> = new Set();
+const NO_SUBSCRIPTIONS: ReadonlyMap<string, SubscriptionOptions> = new Map();
 
 /**
  * One client's session (spec 4.1): plain data that can be stored or moved to another node, plus
@@ -81,7 +82,8 @@ const NO_INCOMING: ReadonlySet<number> = new Set();
  */
 export class Session {
   readonly clientId: string;
-  readonly subscriptions = new Map<string, SubscriptionOptions>();
+  /** Allocated at the first SUBSCRIBE: many clients only publish (memory per connection). */
+  private subs: Map<string, SubscriptionOptions> | null = null;
   /** Allocated on first use: most sessions never have QoS 1/2 in flight (memory per connection). */
   private inflightMap: Map<number, InflightEntry> | null = null;
   private incomingSet: Set<number> | null = null;
@@ -119,6 +121,27 @@ export class Session {
     this.clientId = clientId;
     this.expiryInterval = expiryInterval;
     this.createdAt = now;
+  }
+
+  /** Topic filter -> granted options; changed through the router (it keeps the trie in step). */
+  get subscriptions(): ReadonlyMap<string, SubscriptionOptions> {
+    return this.subs ?? NO_SUBSCRIPTIONS;
+  }
+
+  /** Adds or replaces a subscription; returns whether the filter was there before. */
+  setSubscription(filter: string, options: SubscriptionOptions): boolean {
+    const subs = (this.subs ??= new Map());
+    const existed = subs.has(filter);
+    subs.set(filter, options);
+    return existed;
+  }
+
+  deleteSubscription(filter: string): boolean {
+    return this.subs !== null && this.subs.delete(filter);
+  }
+
+  clearSubscriptions(): void {
+    this.subs = null;
   }
 
   /** Outgoing QoS 1/2, by packet id, in send order. */
@@ -238,14 +261,20 @@ export class Session {
   attach(owner: SessionOwner, limits: SessionLimits, stats: BrokerStats): void {
     this.owner = owner;
     this.disconnectedAt = 0;
-    for (const [packetId, entry] of this.inflight) {
+    // No iterator over an empty map on every connect: most sessions have nothing in flight.
+    if (this.inflightMap !== null) this.resend(this.inflightMap, owner);
+    this.drain(owner, limits, stats);
+  }
+
+  /** Sends again what was in flight when the last connection ended [MQTT-4.4.0-1]. */
+  private resend(inflight: Map<number, InflightEntry>, owner: SessionOwner): void {
+    for (const [packetId, entry] of inflight) {
       if (entry.released) owner.sendPubrel(packetId);
       else if (!owner.sendPublish(entry, packetId, true)) {
         this.untrackInflight(packetId);
         if (this.journal !== null) this.journal.completed(packetId);
       }
     }
-    this.drain(owner, limits, stats);
   }
 
   detach(now: number): void {

@@ -226,7 +226,7 @@ export class Sessions {
     const since = session.disconnectedAt;
     const wheel = this.ctx.wheel;
     if (session.expiryInterval !== NEVER_EXPIRES) {
-      session.expiryTimer ??= new WheelTimer(() => this.expire(session));
+      session.expiryTimer ??= new WheelTimer(this, (sessions) => sessions.expire(session));
       wheel.schedule(session.expiryTimer, since + session.expiryInterval * 1000);
     }
     const will = session.will;
@@ -234,7 +234,7 @@ export class Sessions {
       const at = since + will.delay * 1000;
       if (at <= now) this.publishWill(session);
       else {
-        session.willTimer ??= new WheelTimer(() => this.publishWill(session));
+        session.willTimer ??= new WheelTimer(this, (sessions) => sessions.publishWill(session));
         wheel.schedule(session.willTimer, at);
       }
     }

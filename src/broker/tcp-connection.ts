@@ -6,9 +6,13 @@ import type { Socket } from 'node:net';
 import type { Broker } from './broker.js';
 import { Protocol, type Transport } from './protocol.js';
 import { LimitHit } from './stats.js';
+import type { ListenerGate } from './tcp-listener.js';
 
 interface ClientSocket extends Socket {
   tidemq: TcpConnection;
+  /** Set on a plain TCP socket by its listener (tcp-listener.ts); a TLSSocket has none, its raw
+   *  socket releases the gate. */
+  tidemqGate?: ListenerGate;
 }
 
 const corked: TcpConnection[] = [];
@@ -29,6 +33,8 @@ function onData(this: ClientSocket, chunk: Buffer): void {
 
 function onClose(this: ClientSocket): void {
   const conn = this.tidemq;
+  // The listener's gate, here rather than in a second 'close' listener on every socket.
+  if (this.tidemqGate !== undefined) this.tidemqGate.release();
   conn.broker.stats.connectionsLive--;
   conn.protocol.transportClosed();
 }
@@ -89,6 +95,11 @@ export class TcpConnection implements Transport {
 
   write(buf: Buffer): void {
     this.cork();
+    this.socket.write(buf);
+  }
+
+  /** A lone CONNACK needs no cork and no nextTick to leave: straight to the socket. */
+  writeNow(buf: Buffer): void {
     this.socket.write(buf);
   }
 

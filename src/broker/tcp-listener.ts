@@ -109,11 +109,13 @@ export class ListenerGate {
 
 /**
  * What becomes of an admitted socket: `address` is the client's address from a PROXY header
- * (undefined without one), `early` the client bytes that arrived behind the header.
+ * (undefined without one), `early` the client bytes that arrived behind the header. The new owner
+ * releases the listener's gate when the socket closes (releaseGate, or its own 'close' handler:
+ * one listener set per socket).
  */
 export type StreamHandoff = (socket: Socket, address: string | undefined, early: Buffer | undefined) => void;
 
-interface GatedSocket extends Socket {
+export interface GatedSocket extends Socket {
   tidemqGate: ListenerGate;
 }
 
@@ -129,7 +131,7 @@ interface PendingProxy {
   readonly handoff: StreamHandoff;
 }
 
-function releaseGate(this: GatedSocket): void {
+export function releaseGate(this: GatedSocket): void {
   this.tidemqGate.release();
 }
 
@@ -155,6 +157,7 @@ function onProxyData(this: PendingSocket, chunk: Buffer): void {
   pending.broker.wheel.cancel(pending.timer);
   this.off('data', onProxyData);
   this.off('close', onPendingClose);
+  this.off('close', releaseGate); // the owner releases it from now on
   // Paused, so bytes handed back with unshift() wait for the next owner instead of being emitted.
   this.pause();
   pending.handoff(this, header.address, header.length < buf.length ? buf.subarray(header.length) : undefined);
@@ -170,10 +173,14 @@ function refuseProxy(socket: PendingSocket, why: string): void {
   socket.destroy();
 }
 
+function proxyHeaderLate(socket: PendingSocket): void {
+  refuseProxy(socket, 'no PROXY header within proxy_header_timeout');
+}
+
 /** With proxy_protocol on, nothing but a valid PROXY header within the deadline gets through. */
 function awaitProxyHeader(socket: GatedSocket, broker: Broker, handoff: StreamHandoff): void {
   const pendingSocket = socket as PendingSocket;
-  const timer = new WheelTimer(() => refuseProxy(pendingSocket, 'no PROXY header within proxy_header_timeout'));
+  const timer = new WheelTimer(pendingSocket, proxyHeaderLate);
   pendingSocket.tidemqProxy = { buffered: undefined, timer, broker, handoff };
   broker.wheel.schedule(timer, Date.now() + broker.config.listeners.proxy_header_timeout * 1000);
   socket.on('error', ignoreError);
@@ -197,9 +204,10 @@ export async function listenStream(broker: Broker, gate: ListenerGate, host: str
       return;
     }
     (socket as GatedSocket).tidemqGate = gate;
-    socket.on('close', releaseGate);
-    if (proxy) awaitProxyHeader(socket as GatedSocket, broker, handoff);
-    else handoff(socket, undefined, undefined);
+    if (proxy) {
+      socket.on('close', releaseGate);
+      awaitProxyHeader(socket as GatedSocket, broker, handoff);
+    } else handoff(socket, undefined, undefined);
   });
   server.on('error', (err) => gate.serverError(err));
   await new Promise<void>((resolve, reject) => {

@@ -8,7 +8,14 @@ const MASK = SLOTS - 1;
 /** Index of the extra list holding timers that are due and about to fire. */
 const DUE = SLOTS;
 
-export class WheelTimer {
+/** Method syntax makes the owner parameter bivariant, so a WheelTimer<Protocol> links into the
+ *  wheel's lists beside timers of other owners. */
+type FireFn<O> = { fire(owner: O, now: number): void }['fire'];
+
+/**
+ * A timer is its owner and a module-level callback: no closure per connection or session.
+ */
+export class WheelTimer<O = unknown> {
   /** @internal Absolute deadline in ms, -1 when not scheduled. */
   at = -1;
   /** @internal Tick at which the timer fires. */
@@ -20,7 +27,15 @@ export class WheelTimer {
   /** @internal */
   next: WheelTimer | undefined = undefined;
 
-  constructor(readonly fire: (now: number) => void) {}
+  constructor(
+    readonly owner: O,
+    private readonly onFire: FireFn<O>,
+  ) {}
+
+  /** @internal Called by the wheel when the timer is due. */
+  fire(now: number): void {
+    this.onFire(this.owner, now);
+  }
 
   /** Absolute ms deadline while scheduled, else -1. */
   get deadline(): number {

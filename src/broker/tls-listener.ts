@@ -5,7 +5,7 @@ import type net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Broker } from './broker.js';
 import { TcpConnection } from './tcp-connection.js';
-import { listenStream, type ListenerGate } from './tcp-listener.js';
+import { listenStream, releaseGate, type ListenerGate } from './tcp-listener.js';
 
 /** The listener's TLS settings, files read once at start (a bad file fails the start). */
 function tlsServerOptions(broker: Broker): tls.TlsOptions {
@@ -55,6 +55,7 @@ export async function listenTls(broker: Broker, gate: ListenerGate, host: string
     socket.destroy();
   });
   return listenStream(broker, gate, host, port, (socket, address, early) => {
+    socket.on('close', releaseGate); // the raw socket holds the gate, not the TLSSocket
     if (address !== undefined) {
       const key = connectionKey(socket);
       proxied.set(key, address);

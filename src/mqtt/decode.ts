@@ -37,10 +37,20 @@ export class UnsupportedVersionError extends ProtocolError {
 
 const reader = new Reader();
 
+/** Whether the CONNECT starts with the name "MQTT" (3.1.1 and 5.0): matched as bytes, so the
+ *  common CONNECT decodes no string for it. */
+function isMqttName(body: Buffer): boolean {
+  return body[0] === 0 && body[1] === 4 && body[2] === 0x4d && body[3] === 0x51 && body[4] === 0x54 && body[5] === 0x54;
+}
+
 /** Decodes CONNECT, detecting the version from the protocol name and level. */
 export function decodeConnect(body: Buffer): ConnectPacket {
   const r = reader.reset(body);
-  const protocolName = r.utf8('protocol name');
+  let protocolName: string;
+  if (isMqttName(body)) {
+    r.pos = 6;
+    protocolName = 'MQTT';
+  } else protocolName = r.utf8('protocol name');
   const level = r.u8('protocol level');
   // [MQTT-3.1.2-1] [MQTT-3.1.2-2] "MQIsdp" is 3.1's name; 3.1.1 and 5.0 say "MQTT".
   const known = protocolName === 'MQTT' ? level === 4 || level === 5 : protocolName === 'MQIsdp' && level === 3;

@@ -175,3 +175,23 @@ t.test('session expiry: a 5.0 session with expiry 2 is gone after 3 s, there aft
   t.equal(connect(broker, 'sx-short', 5, { clean: false }).connack.sessionPresent, false, 'gone after 3 s');
   t.equal(broker.stats.sessionsExpired, 1);
 });
+
+t.test('a will payload is a copy: the CONNECT read chunk can be reused, the will does not change', async (t) => {
+  const { broker } = clockedBroker();
+  const sub = connect(broker, 'will-copy-watch', 4);
+  sub.protocol.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'will/copy', qos: 1 }] }));
+  t.match(sub.transport.take(), [{ cmd: 'suback', granted: [1] }]);
+  const transport = new FakeTransport(4);
+  const protocol = new Protocol(broker, transport, Date.now());
+  const chunk = connectBytes('will-copy', 4, { will: will('will/copy') });
+  protocol.receive(chunk);
+  t.match(transport.take(), [{ cmd: 'connack', returnCode: 0 }]);
+  const kept = protocol.session?.will?.payload;
+  const overlaps = kept !== undefined && kept.buffer === chunk.buffer && kept.byteOffset < chunk.byteOffset + chunk.length && chunk.byteOffset < kept.byteOffset + kept.length;
+  t.ok(kept !== undefined && !overlaps, 'the will payload is not a view of the read chunk');
+  chunk.fill(0); // the transport reuses its read buffer
+  protocol.transportClosed();
+  const published = sub.transport.take().filter((p) => p.cmd === 'publish');
+  t.equal(published.length, 1);
+  t.equal(published[0]?.cmd === 'publish' ? published[0].payload.toString() : '', 'will of will/copy', 'the will as it was sent');
+});

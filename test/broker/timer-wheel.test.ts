@@ -7,7 +7,7 @@ const TICK = 250;
 function fakeWheel(start = 1_000_000): { wheel: TimerWheel; fired: string[]; timer(name: string): WheelTimer } {
   const wheel = new TimerWheel(TICK, () => start);
   const fired: string[] = [];
-  return { wheel, fired, timer: (name) => new WheelTimer((now) => fired.push(`${name}@${now}`)) };
+  return { wheel, fired, timer: (name) => new WheelTimer(null, (_, now) => fired.push(`${name}@${now}`)) };
 }
 
 t.test('fires at the first tick at or after the deadline, in order', async (t) => {
@@ -83,7 +83,7 @@ t.test('reschedule moves the timer, it stays in one slot', async (t) => {
 t.test('a timer rescheduling itself fires once per advance', async (t) => {
   const { wheel } = fakeWheel();
   let fires = 0;
-  const self: WheelTimer = new WheelTimer((now) => {
+  const self: WheelTimer = new WheelTimer(null, (_, now) => {
     fires++;
     wheel.schedule(self, now); // due again at once: must wait for the next advance
   });
@@ -101,7 +101,7 @@ t.test('within a tick timers fire in scheduling order; fire() may cancel or move
   const { wheel, fired, timer } = fakeWheel();
   const v1 = timer('v1');
   const v2 = timer('v2');
-  const killer = new WheelTimer(() => {
+  const killer = new WheelTimer(null, () => {
     fired.push('killer');
     wheel.cancel(v1);
     wheel.schedule(v2, 1_005_000);
@@ -148,7 +148,7 @@ t.test('many timers, random schedule/reschedule/cancel, against a model', async 
   const deadlines = new Map<number, number>(); // model: id -> deadline
   const timers: WheelTimer[] = [];
   for (let id = 0; id < 5000; id++) {
-    timers.push(new WheelTimer((at) => {
+    timers.push(new WheelTimer(null, (_, at) => {
       const list = firedAt.get(id) ?? [];
       list.push(at);
       firedAt.set(id, list);
@@ -191,12 +191,12 @@ t.test("start() drives advance from an unref'd interval, stop() clears it", asyn
   // The interval is unref'd: a ref'd timer keeps this test process alive meanwhile.
   const keepAlive = setTimeout(() => t.fail('the wheel never fired'), 5000);
   const firedAt = await new Promise<number>((resolve) => {
-    wheel.schedule(new WheelTimer(resolve), Date.now() + 50);
+    wheel.schedule(new WheelTimer(null, (_, now) => resolve(now)), Date.now() + 50);
     wheel.start();
   });
   wheel.stop();
   t.ok(firedAt > 0, 'fired by the interval');
-  const late = new WheelTimer(() => t.fail('fired after stop()'));
+  const late = new WheelTimer(null, () => t.fail('fired after stop()'));
   wheel.schedule(late, Date.now() + 20);
   await new Promise((r) => setTimeout(r, 100));
   clearTimeout(keepAlive);
