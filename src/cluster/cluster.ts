@@ -1,27 +1,22 @@
-// One node's part of the cluster (SPEC 4, seed distributed-cluster): authenticated links to every
-// other member (full mesh), membership with join/leave/force-leave, discovery (manual, static,
-// dns), autoclean and merging after a partition, the replicated route table, forwarding, the
-// replicated retained messages, the client registry, RPCs and takeover. It is the broker's
-// ClusterBridge; everything it sends to one peer in one event-loop turn leaves as one frame.
-import { randomUUID } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
-import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import tls from 'node:tls';
-import { join } from 'node:path';
+// One node's part of the cluster (SPEC 4, seed distributed-cluster), the facade over its modules:
+// the link mesh (mesh.ts), membership (membership.ts), forwarding and retained replication
+// (forwarding.ts), the client registry (registry.ts), RPCs and takeover. It dispatches what links
+// receive and sends a peer our state when its link comes up. It is the broker's ClusterBridge;
+// everything it sends to one peer in one event-loop turn leaves as one frame.
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
-import { routeId, type ClusterBridge, type RemotePlan } from '../broker/cluster-bridge.js';
-import { Message } from '../broker/message.js';
+import type { ClusterBridge, RemotePlan } from '../broker/cluster-bridge.js';
+import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
-import { parseSharedFilter } from '../mqtt/topic.js';
 import { parseNodeAddress } from './address.js';
-import { Link, type HandshakeLimits, type LinkHandler, type LinkMessage } from './link.js';
+import type { Link, LinkMessage } from './link.js';
+import { Forwarding, type ForwardingStats } from './forwarding.js';
+import { ClusterError, Membership, type Member, type MembershipHost, type PersistedState } from './membership.js';
+import { FAILURE_MS, Mesh, type MeshHost } from './mesh.js';
 import { Msg } from './messages.js';
 import { Registry } from './registry.js';
-import { parseRouteId, RouteTable, type GroupRoute, type RouteKey } from './routes.js';
+import type { RouteKey } from './routes.js';
 import { Rpc } from './rpc.js';
 import { Takeover } from './takeover.js';
 
@@ -35,40 +30,6 @@ declare module './rpc.js' {
 }
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
-/** A link sends at least this often (a Ping when idle)... */
-const HEARTBEAT_MS = 1000;
-/** ...and is declared dead after this long without a byte from the peer. */
-export const FAILURE_MS = 5000;
-/** Redial backoff bounds. */
-const DIAL_MIN_MS = 250;
-const DIAL_MAX_MS = 5000;
-/** DNS discovery looks the name up this often. */
-const DNS_EVERY_MS = 5000;
-/** A static seed that is not a member is dialed at most this often. */
-const SEED_EVERY_MS = 1000;
-/** Removal tombstones are kept this long at least, so stale gossip cannot bring a node back. */
-const TOMBSTONE_MIN_MS = 3_600_000;
-/** How long `join` waits for the link to the seed. */
-const JOIN_WAIT_MS = 10_000;
-/** At most one log line per this period about connections refused before they authenticated. */
-const REFUSAL_LOG_MS = 10_000;
-
-interface Member {
-  readonly name: string;
-  host: string;
-  /** Its cluster port; 0 until it told us (a node that dialed us). */
-  port: number;
-  /** When it (last) joined: a removal older than this does not apply to it. */
-  joinedAt: number;
-  /** The link in use, once authenticated. */
-  link: Link | null;
-  /** An outbound link still in its handshake. */
-  dialing: Link | null;
-  /** ms since it is down (or since we learned of it), 0 while up. */
-  downSince: number;
-  nextDial: number;
-  failures: number;
-}
 
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();
@@ -77,26 +38,6 @@ function flushRegistry(cluster: Cluster): void {
 export interface ClusterStatus {
   running: string[];
   stopped: string[];
-}
-
-/** Thrown by join/leave/force-leave with the reason the CLI prints. */
-export class ClusterError extends Error {
-  override name = 'ClusterError';
-}
-
-interface PersistedState {
-  /** The node that saved it: a node's name is fixed once it has joined a cluster (SPEC 1). */
-  node: string;
-  joinedAt: number;
-  members: Array<[name: string, host: string, port: number, joinedAt: number]>;
-  removed: Array<[name: string, at: number]>;
-}
-
-type RetainWire = [topic: string, payload: Buffer, qos: 0 | 1 | 2, properties: Message['properties'] | null, expiresAt: number, from: string];
-
-/** A retained message as Retain and RetainSync carry it. */
-function retainWire(m: Message): RetainWire {
-  return [m.topic, m.payload, m.qos, m.properties ?? null, m.expiresAt, m.from];
 }
 
 /**
@@ -116,32 +57,10 @@ export function checkCookie(config: Config): void {
   );
 }
 
-interface ClusterTls {
-  /** Certificate, key and CA, read once at start (a bad file fails the start). */
-  readonly context: tls.SecureContextOptions;
-  /** Both sides present a certificate signed by the CA. */
-  readonly verify: boolean;
-}
-
-function clusterTls(c: Config['cluster']): ClusterTls | null {
-  if (c.tls_cert_file === '') return null;
-  const context: tls.SecureContextOptions = {
-    cert: readFileSync(c.tls_cert_file),
-    key: readFileSync(c.tls_key_file),
-    ...(c.tls_ca_file === '' ? {} : { ca: readFileSync(c.tls_ca_file) }),
-    minVersion: 'TLSv1.2',
-  };
-  return { context, verify: c.tls_verify_peer };
-}
-
 /** Counters of the cluster's bounds, read by the metrics. */
-export interface ClusterStats {
+export interface ClusterStats extends ForwardingStats {
   /** Handshakes this node failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...). */
   readonly refusals: Map<string, number>;
-  /** QoS 0 forwards dropped because a peer's link was over half its backlog bound. */
-  forwardsDropped: number;
-  /** Links closed because a QoS 1/2 forward found them over the backlog bound. */
-  backlogFailures: number;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
   /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
@@ -152,9 +71,11 @@ export interface ClusterStats {
  *  a series before the first one happens. */
 const COMMON_REFUSALS = ['bad_cookie', 'timeout', 'frame_too_large', 'too_many_pending', 'tls'];
 
-export class Cluster implements ClusterBridge, LinkHandler {
+export { ClusterError, FAILURE_MS };
+
+export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
   readonly node: string;
-  private readonly routes = new RouteTable();
+  private readonly forwarding: Forwarding;
   private readonly registry: Registry;
   /**
    * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
@@ -166,45 +87,20 @@ export class Cluster implements ClusterBridge, LinkHandler {
   private regScheduled = false;
   readonly rpc: Rpc;
   readonly takeover: Takeover;
-  private readonly members = new Map<string, Member>();
-  private readonly removed = new Map<string, number>();
-  /** Links accepted or dialed by address whose peer is not a member yet (handshake). */
-  private readonly loose = new Set<Link>();
-  /** This node's routes (route ids), sent whole to a peer whose link comes up. */
-  private readonly localRoutes = new Set<string>();
-  private readonly incarnation = randomUUID();
-  private readonly cookie: string;
-  private readonly handshake: HandshakeLimits;
-  private readonly tls: ClusterTls | null;
-  /**
-   * Connections to the cluster port not authenticated yet (TLS handshake included), by their TCP
-   * pair `address:port`; bounded by cluster.max_pending_handshakes.
-   */
-  private readonly handshaking = new Map<string, Socket>();
-  /** The TCP pair of each accepted link in its handshake (a TLS socket reports its TCP socket's). */
-  private readonly acceptedPairs = new Map<Link, string>();
-  /** Wraps accepted sockets in TLS when cluster TLS is on; it does not listen itself. */
-  private tlsServer: tls.Server | null = null;
-  private refusalLogAt = 0;
-  private refusalsUnlogged = 0;
-  private readonly statePath: string;
-  private joinedAt: number;
-  private server: Server | null = null;
+  private readonly membership: Membership;
+  /** The members, with their links (Membership's map). */
+  private readonly members: Map<string, Member>;
+  private readonly mesh: Mesh;
   private ticker: NodeJS.Timeout | null = null;
-  private nextDns = 0;
-  private nextSeeds = 0;
-  private persistScheduled = false;
-  /** The member list write in progress: writes of the file are serialized. */
-  private saving: Promise<void> = Promise.resolve();
-  /** A `cluster join` in progress: the seed's name and the link dialed to it. */
-  private joinWaiter: { name: string; link: Link | null; resolve(): void; reject(err: Error): void } | null = null;
-  /** The plan planRemote fills, while it walks the route tries (one synchronous pass). */
-  private planning: RemotePlan | null = null;
-  private seq = 0;
   readonly stats: ClusterStats = { refusals: new Map(COMMON_REFUSALS.map((r) => [r, 0])), forwardsDropped: 0, backlogFailures: 0, registryChanges: 0, registryBatches: 0 };
   /** Publishes forwarded to peers (one per peer node), and received from them. */
-  forwardsSent = 0;
-  forwardsReceived = 0;
+  get forwardsSent(): number {
+    return this.forwarding.forwardsSent;
+  }
+
+  get forwardsReceived(): number {
+    return this.forwarding.forwardsReceived;
+  }
 
   constructor(
     readonly broker: Broker,
@@ -213,14 +109,13 @@ export class Cluster implements ClusterBridge, LinkHandler {
   ) {
     this.node = config.node.name;
     this.registry = new Registry(this.node);
-    this.cookie = config.node.cookie;
-    this.handshake = { timeoutMs: config.cluster.handshake_timeout * 1000, maxFrame: config.cluster.max_handshake_frame };
-    this.tls = clusterTls(config.cluster);
-    this.statePath = join(config.node.data_dir, 'cluster.json');
     this.rpc = new Rpc(config.cluster.rpc_timeout * 1000);
     this.takeover = new Takeover(this);
+    this.forwarding = new Forwarding(this, config, this.stats);
     this.rpc.handle(KICK_RPC, (args) => broker.sessions.kick(args.clientId));
-    this.joinedAt = Date.now();
+    this.membership = new Membership(this.node, config, log, this);
+    this.members = this.membership.members;
+    this.mesh = new Mesh(this.node, config, log, this.membership, this.stats.refusals, this);
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------
@@ -228,24 +123,8 @@ export class Cluster implements ClusterBridge, LinkHandler {
   /** Listens on the cluster port, takes over the broker's state as this node's, dials known members. */
   async start(): Promise<number> {
     const now = Date.now();
-    this.load();
-    const server = createServer((socket) => this.gate(socket));
-    if (this.tls !== null) {
-      // The TLS handshake is part of the link's: the same deadline and slot, and a failure is a refusal.
-      const options = { ...this.tls.context, requestCert: this.tls.verify, rejectUnauthorized: this.tls.verify, handshakeTimeout: this.handshake.timeoutMs };
-      this.tlsServer = tls.createServer(options, (socket) => this.accept(socket));
-      this.tlsServer.on('tlsClientError', (err, socket) => this.refusedAt(socket.remoteAddress, 'tls', err.message));
-    }
-    this.server = server;
-    const host = parseNodeAddress(this.node).host;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.cluster.port, host, () => resolve());
-    });
-    // Accept errors (EMFILE) are logged; without a listener they would crash the node.
-    server.on('error', (err) => this.log.error({ err }, 'cluster listener error'));
-    const address = server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
+    this.membership.load();
+    const port = await this.mesh.listen();
     this.ticker = setInterval(() => this.tick(Date.now()), TICK_MS);
     this.ticker.unref();
     this.tick(now);
@@ -258,11 +137,9 @@ export class Cluster implements ClusterBridge, LinkHandler {
     this.ticker = null;
     this.takeover.close();
     this.rpc.close();
-    for (const link of this.allLinks()) link.close('node stopping');
+    const closed = this.mesh.close();
     this.detach();
-    const server = this.server;
-    this.server = null;
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closed;
   }
 
   status(): ClusterStatus {
@@ -276,278 +153,109 @@ export class Cluster implements ClusterBridge, LinkHandler {
    * Becomes the broker's bridge once there is a member: a node alone pays nothing on its hot path
    * (the broker checks one null). Local routes and registry entries are taken from the broker's state.
    */
-  private attach(): void {
+  attach(): void {
     if (this.broker.cluster === this) return;
     const now = Date.now();
     for (const session of this.broker.sessions.values()) {
       this.registry.addLocal(session.clientId, session.disconnectedAt === 0 ? now : session.disconnectedAt);
-      for (const filter of session.subscriptions.keys()) {
-        const shared = parseSharedFilter(filter);
-        if (typeof shared === 'object') {
-          this.localRoutes.add(routeId(shared.filter, ''));
-          this.localRoutes.add(routeId(shared.filter, shared.group));
-        } else this.localRoutes.add(routeId(filter, ''));
-      }
+      this.forwarding.addSession(session);
     }
     this.broker.cluster = this;
   }
 
-  private detach(): void {
+  detach(): void {
     if (this.broker.cluster === this) this.broker.cluster = null;
-    this.localRoutes.clear();
+    this.forwarding.clear();
     this.registry.clear();
-  }
-
-  private addMember(name: string, host: string, port: number, joinedAt: number, downSince: number): Member {
-    const m: Member = { name, host, port, joinedAt, link: null, dialing: null, downSince, nextDial: 0, failures: 0 };
-    this.members.set(name, m);
-    this.attach();
-    return m;
   }
 
   /** The route table as the management API lists it: this node's routes and every peer's. */
   routeList(): Array<{ topic: string; node: string }> {
-    const list: Array<{ topic: string; node: string }> = [];
-    const add = (node: string, [filter, group]: RouteKey): void => {
-      list.push({ topic: group === '' ? filter : `$share/${group}/${filter}`, node });
-    };
-    for (const id of this.localRoutes) add(this.node, parseRouteId(id));
-    for (const node of this.routes.nodes()) for (const route of this.routes.routesOf(node)) add(node, route);
-    return list;
+    return this.forwarding.routeList();
   }
 
-  // ---- membership commands -----------------------------------------------------------------
+  // ---- the mesh (mesh.ts) ------------------------------------------------------------------
 
-  /**
-   * `cluster join <node>`: leaves the current cluster if any, then links to the seed, which
-   * introduces the others; resolves once the seed's link is up and the members it named are.
-   */
-  async join(target: string): Promise<void> {
-    const address = parseNodeAddress(target);
-    if (address.name === this.node) throw new ClusterError('cannot join the node itself');
-    if (this.members.get(address.name)?.link != null) throw new ClusterError(`already in a cluster with ${address.name}`);
-    if (this.joinWaiter !== null) throw new ClusterError('a join is already in progress');
-    if (this.members.size > 0) this.leaveLocally('joining another cluster');
-    this.joinedAt = Date.now();
-    const waiter = { name: address.name, link: null as Link | null, resolve: (): void => {}, reject: (_err: Error): void => {} };
-    const up = new Promise<void>((resolve, reject) => Object.assign(waiter, { resolve, reject }));
-    this.joinWaiter = waiter;
-    const timer = setTimeout(() => this.settleJoin(new ClusterError(`no answer from ${address.name} within ${JOIN_WAIT_MS / 1000} s`)), JOIN_WAIT_MS);
-    try {
-      waiter.link = this.dial(address.host, address.port, address.name, 'join');
-      await up;
-    } finally {
-      clearTimeout(timer);
-    }
-    // The seed named the other members; give their links a moment so the status shows them.
-    const deadline = Date.now() + 3000;
-    while (Date.now() < deadline && [...this.members.values()].some((m) => m.link === null && m.port !== 0)) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    this.persist();
+  dial(host: string, port: number, expected: string | undefined, intent: string): Link {
+    return this.mesh.dial(host, port, expected, intent);
   }
 
-  /** `cluster leave`: tells every member, then forgets them; this node's own clients stay. */
-  leave(): void {
-    if (this.members.size === 0) throw new ClusterError('node is not in a cluster');
-    // Closing a link flushes what was queued, so the Leave goes out first.
-    for (const link of this.upLinks()) link.send([Msg.Leave]);
-    this.leaveLocally('left the cluster');
+  dialingFor(intent: string): boolean {
+    return this.mesh.dialingFor(intent);
   }
 
-  /** `cluster force-leave <node>`: removes another node, telling it and every member. */
-  forceLeave(name: string): void {
-    if (name === this.node) throw new ClusterError('use leave to remove this node');
-    const m = this.members.get(name);
-    if (m === undefined) throw new ClusterError(`node ${name} is not in the cluster`);
-    const at = Date.now();
-    for (const link of this.upLinks()) link.send([Msg.Removed, name, at]);
-    this.applyRemoval(name, at, 'removed by force-leave');
-    this.persist();
+  listenPort(): number {
+    return this.mesh.listenPort();
   }
 
-  /** Forgets every member (after leave, or being removed): alone, with only local state. */
-  private leaveLocally(why: string): void {
-    this.log.warn({ members: [...this.members.keys()], why }, 'leaving the cluster');
-    for (const name of [...this.members.keys()]) this.dropMember(name, why);
-    this.persist();
+  linkTo(node: string): Link | undefined {
+    return this.mesh.linkTo(node);
   }
 
-  // ---- links ---------------------------------------------------------------------------------
-
-  /** A TCP connection to the cluster port: it gets a handshake slot, or is closed at once. */
-  private gate(socket: Socket): void {
-    const max = this.config.cluster.max_pending_handshakes;
-    if (this.handshaking.size >= max) {
-      this.refusedAt(socket.remoteAddress, 'too_many_pending', `over cluster.max_pending_handshakes (${max})`);
-      socket.destroy();
-      return;
-    }
-    const pair = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.handshaking.set(pair, socket);
-    socket.once('close', () => {
-      if (this.handshaking.get(pair) === socket) this.handshaking.delete(pair);
-    });
-    if (this.tlsServer === null) this.accept(socket);
-    else this.tlsServer.emit('connection', socket);
+  upNodes(): string[] {
+    return this.mesh.upNodes();
   }
 
-  private accept(socket: Socket): void {
-    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, undefined, false, 'member', this.handshake);
-    this.loose.add(link);
-    this.acceptedPairs.set(link, `${socket.remoteAddress}:${socket.remotePort}`);
+  broadcast(message: LinkMessage): void {
+    this.mesh.broadcast(message);
   }
 
-  /** An accepted link's handshake is over (up or failed): its slot is free. */
-  private handshakeOver(link: Link): void {
-    const pair = this.acceptedPairs.get(link);
-    if (pair === undefined) return;
-    this.acceptedPairs.delete(link);
-    this.handshaking.delete(pair);
-  }
-
-  private dial(host: string, port: number, expected: string | undefined, intent: string): Link {
-    // Peers are identified by the cluster CA and the cookie, not by host names in certificates
-    // (nodes are often named by IP address).
-    const socket =
-      this.tls === null ? connect({ host, port }) : tls.connect({ ...this.tls.context, rejectUnauthorized: this.tls.verify, host, port, checkServerIdentity: () => undefined });
-    const link = new Link(socket, this.node, this.cookie, this.incarnation, this, this.log, expected, true, intent, this.handshake);
-    const m = expected === undefined ? undefined : this.members.get(expected);
-    if (m !== undefined) m.dialing = link;
-    else this.loose.add(link);
-    return link;
-  }
-
-  /** The kept link of a pair is the one dialed by the smaller name. */
-  private preferred(link: Link): boolean {
-    const dialer = link.dialed ? this.node : link.peer;
-    return dialer === (this.node < link.peer ? this.node : link.peer);
-  }
-
-  /** Why a second link for a name with a live link is refused; undefined when it replaces it. */
-  private duplicate(link: Link, current: Link): string | undefined {
-    if (current.peerIncarnation !== link.peerIncarnation) return 'name_in_use';
-    return this.preferred(link) && !this.preferred(current) ? undefined : 'duplicate_link';
-  }
-
-  admit(link: Link): string | undefined {
-    if (link.peer === this.node) return 'name_in_use';
-    if (this.removed.has(link.peer) && link.intent !== 'join') return 'removed_from_cluster';
-    const current = this.members.get(link.peer)?.link;
-    return current != null && current !== link ? this.duplicate(link, current) : undefined;
-  }
-
-  refused(link: Link, reason: string): void {
-    // The dialer's own refusals are logged by the link (an operator's wrong cookie); what a
-    // stranger sends to our port only in the rate-limited line.
-    if (link.dialed) this.countRefusal(reason);
-    else this.refusedAt(link.socket.remoteAddress, reason, 'handshake failed');
-  }
-
-  private countRefusal(reason: string): void {
-    this.stats.refusals.set(reason, (this.stats.refusals.get(reason) ?? 0) + 1);
-  }
-
-  /** A connection to the cluster port refused before it authenticated: counted, logged at most once per period. */
-  private refusedAt(remote: string | undefined, reason: string, detail: string): void {
-    this.countRefusal(reason);
-    const now = Date.now();
-    if (now - this.refusalLogAt < REFUSAL_LOG_MS) {
-      this.refusalsUnlogged++;
-      return;
-    }
-    this.log.warn({ remote, reason, detail, refused_since_last_line: this.refusalsUnlogged }, 'cluster port: connection refused before authentication');
-    this.refusalLogAt = now;
-    this.refusalsUnlogged = 0;
-  }
-
-  linkUp(link: Link): void {
-    this.loose.delete(link);
-    this.handshakeOver(link);
-    const peer = link.peer;
-    let m = this.members.get(peer);
-    if (link.dialed) {
-      const current = m?.link;
-      const why = peer === this.node ? 'name_in_use' : current != null ? this.duplicate(link, current) : undefined;
-      if (why !== undefined) {
-        if (why === 'name_in_use') this.log.warn({ peer, remote: link.remote }, 'cluster link closed: node name already in use');
-        link.close(why);
-        return;
-      }
-    }
-    if (link.intent === 'join') this.removed.delete(peer);
-    let added = false;
-    if (m === undefined) {
-      // A dialed peer listens where we reached it; one that dialed us says where in its Members.
-      m = this.addMember(peer, link.socket.remoteAddress ?? '', link.dialed ? (link.socket.remotePort ?? 0) : 0, 0, 0);
-      added = true;
-    }
-    if (m.dialing === link) m.dialing = null;
-    const old = m.link;
-    m.link = link;
-    m.downSince = 0;
-    m.failures = 0;
-    if (old !== null && old !== link) old.close('replaced by another link');
-    this.log.info({ peer, remote: link.remote }, 'cluster node up');
+  peerUp(link: Link): void {
     this.sendState(link);
-    if (added) {
-      this.broadcastMembers(link);
-      this.persist();
-    }
   }
 
-  linkDown(link: Link, why: string): void {
-    this.loose.delete(link);
-    this.handshakeOver(link);
-    if (this.joinWaiter !== null && this.joinWaiter.link === link) this.settleJoin(new ClusterError(`cannot join ${this.joinWaiter.name}: ${why}`));
-    // Only a member's own links (its live link, our dial to it) speak for it: a connection that
-    // merely claimed its name changes nothing.
-    const m = this.members.get(link.peer !== '' ? link.peer : (link.expected ?? ''));
-    if (m === undefined || (m.link !== link && m.dialing !== link)) return;
-    if (link.refusal === 'removed_from_cluster') {
-      // It removed us while we were away: we are not part of its cluster any more.
-      this.dropMember(m.name, why);
-      this.persist();
-      return;
-    }
-    if (m.dialing === link) {
-      m.dialing = null;
-      m.failures++;
-      m.nextDial = Date.now() + Math.min(DIAL_MAX_MS, DIAL_MIN_MS * 2 ** Math.min(m.failures, 5));
-    }
-    if (m.link !== link) return;
-    m.link = null;
-    m.downSince = Date.now();
-    m.nextDial = Date.now() + DIAL_MIN_MS;
-    const routes = this.routes.purge(m.name);
-    this.rpc.nodeDown(m.name);
-    this.log.warn({ peer: m.name, why, routes_purged: routes }, 'cluster node down');
+  peerDown(name: string): number {
+    const routes = this.forwarding.routes.purge(name);
+    this.rpc.nodeDown(name);
+    return routes;
   }
 
-  private settleJoin(err: Error | undefined): void {
-    const waiter = this.joinWaiter;
-    if (waiter === null) return;
-    this.joinWaiter = null;
-    if (err === undefined) waiter.resolve();
-    else waiter.reject(err);
+  memberDropped(name: string): void {
+    this.forwarding.routes.purge(name);
+    this.rpc.nodeDown(name);
+    this.registry.forget(name);
   }
 
+  /** Heartbeats on up links; membership's housekeeping for the others. */
+  private tick(now: number): void {
+    this.mesh.heartbeat(now);
+    this.membership.tick(now);
+  }
+
+  // ---- membership (membership.ts) ---------------------------------------------------------
+
+  /** `cluster join <node>` (Membership.join). */
+  join(target: string): Promise<void> {
+    return this.membership.join(target);
+  }
+
+  /** `cluster leave` (Membership.leave). */
+  leave(): void {
+    this.membership.leave();
+  }
+
+  /** `cluster force-leave <node>` (Membership.forceLeave). */
+  forceLeave(name: string): void {
+    this.membership.forceLeave(name);
+  }
+
+  /** What an up link received. */
   linkMessage(link: Link, m: LinkMessage): void {
     const peer = link.peer;
     switch (m[0]) {
       case Msg.Ping:
         return;
       case Msg.Forward:
-        this.onForward(peer, m);
+        this.forwarding.onForward(m);
         return;
       case Msg.RouteAdd:
-        this.routes.add(peer, m[1] as string, m[2] as string);
+        this.forwarding.routes.add(peer, m[1] as string, m[2] as string);
         return;
       case Msg.RouteDel:
-        this.routes.remove(peer, m[1] as string, m[2] as string);
+        this.forwarding.routes.remove(peer, m[1] as string, m[2] as string);
         return;
       case Msg.RouteSync:
-        this.routes.replace(peer, m[1] as RouteKey[]);
+        this.forwarding.routes.replace(peer, m[1] as RouteKey[]);
         return;
       case Msg.Reg:
         this.onReg(peer, m[1] as string, m[2] as number);
@@ -559,13 +267,13 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.onRegSync(peer, m[1] as Array<[string, number]>);
         return;
       case Msg.Retain:
-        this.applyRetained(m.slice(1) as RetainWire, true);
+        this.forwarding.applyRetained(m, 1, true);
         return;
       case Msg.RetainSync:
-        for (const r of m[1] as RetainWire[]) this.applyRetained(r, false);
+        for (const r of m[1] as LinkMessage[]) this.forwarding.applyRetained(r, 0, false);
         return;
       case Msg.Members:
-        this.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
+        this.membership.onMembers(peer, m[1] as PersistedState['members'], m[2] as PersistedState['removed']);
         return;
       case Msg.Call:
         this.rpc.onCall(link, m[1], m[2], m[3]);
@@ -574,242 +282,23 @@ export class Cluster implements ClusterBridge, LinkHandler {
         this.rpc.onReply(m[1], m[2], m[3]);
         return;
       case Msg.Leave:
-        this.applyRemoval(peer, Date.now(), 'left the cluster');
-        this.persist();
+        this.membership.applyRemoval(peer, Date.now(), 'left the cluster');
+        this.membership.persist();
         return;
       case Msg.Removed:
-        this.onRemoved(m[1] as string, m[2] as number);
+        this.membership.onRemoved(m[1] as string, m[2] as number);
         return;
       default:
         this.log.warn({ peer, type: m[0] }, 'cluster link: unknown message type');
     }
   }
 
-  linkTo(node: string): Link | undefined {
-    return this.members.get(node)?.link ?? undefined;
-  }
-
-  upNodes(): string[] {
-    const nodes: string[] = [];
-    for (const m of this.members.values()) if (m.link !== null) nodes.push(m.name);
-    return nodes;
-  }
-
-  private upLinks(): Link[] {
-    const links: Link[] = [];
-    for (const m of this.members.values()) if (m.link !== null) links.push(m.link);
-    return links;
-  }
-
-  private allLinks(): Link[] {
-    const links = [...this.loose];
-    for (const m of this.members.values()) {
-      if (m.link !== null) links.push(m.link);
-      if (m.dialing !== null) links.push(m.dialing);
-    }
-    return links;
-  }
-
-  private broadcast(message: LinkMessage): void {
-    for (const m of this.members.values()) if (m.link !== null) m.link.send(message);
-  }
-
   /** Everything a peer needs from us when its link comes up: join, rejoin and partition heal alike. */
   private sendState(link: Link): void {
-    link.send(this.membersMessage());
-    link.send([Msg.RouteSync, [...this.localRoutes].map(parseRouteId)]);
+    link.send(this.membership.membersMessage());
+    link.send(this.forwarding.routeSync());
     link.send([Msg.RegSync, this.registry.local()]);
-    link.send([Msg.RetainSync, Array.from(this.broker.router.retainedMessages(), retainWire)]);
-  }
-
-  // ---- membership state --------------------------------------------------------------------
-
-  private membersMessage(): LinkMessage {
-    const list: PersistedState['members'] = [[this.node, '', 0, this.joinedAt]];
-    for (const m of this.members.values()) list.push([m.name, m.host, m.port, m.joinedAt]);
-    // Our own address as the peer sees it is its business; we report our listening port.
-    const self = list[0] as PersistedState['members'][number];
-    const address = this.server?.address();
-    self[1] = parseNodeAddress(this.node).host;
-    self[2] = typeof address === 'object' && address !== null ? address.port : this.config.cluster.port;
-    return [Msg.Members, list, [...this.removed]];
-  }
-
-  private broadcastMembers(except: Link | null): void {
-    const message = this.membersMessage();
-    for (const link of this.upLinks()) if (link !== except) link.send(message);
-  }
-
-  /** Merges a member list (union), so both sides of a healed partition end with everyone. */
-  private onMembers(from: string, list: PersistedState['members'], removed: PersistedState['removed']): void {
-    let changed = false;
-    // A join is done once the seed has named the members (the first thing it sends).
-    if (this.joinWaiter?.name === from) setImmediate(() => this.settleJoin(undefined));
-    for (const [name, at] of removed) {
-      if (name === this.node) {
-        if (at >= this.joinedAt) {
-          this.leaveLocally(`removed from the cluster (told by ${from})`);
-          return;
-        }
-        continue;
-      }
-      if ((this.removed.get(name) ?? 0) < at && this.applyRemoval(name, at, 'removed from the cluster')) changed = true;
-    }
-    for (const [name, host, port, joinedAt] of list) {
-      if (name === this.node) continue;
-      const tomb = this.removed.get(name);
-      if (tomb !== undefined) {
-        if (tomb >= joinedAt) continue;
-        this.removed.delete(name);
-      }
-      const m = this.members.get(name);
-      if (m === undefined) {
-        this.addMember(name, host, port, joinedAt, Date.now());
-        changed = true;
-      } else {
-        if ((name === from || m.port === 0) && port !== 0 && m.port !== port) {
-          m.host = host;
-          m.port = port;
-          changed = true;
-        }
-        if (joinedAt > m.joinedAt) m.joinedAt = joinedAt;
-      }
-    }
-    if (changed) {
-      this.broadcastMembers(null);
-      this.persist();
-    }
-  }
-
-  private onRemoved(name: string, at: number): void {
-    if (name === this.node) {
-      if (at >= this.joinedAt) this.leaveLocally('removed from the cluster by force-leave');
-      return;
-    }
-    this.applyRemoval(name, at, 'removed by force-leave');
-    this.persist();
-  }
-
-  /** Records a removal and drops the member unless it joined again since. Returns whether it dropped one. */
-  private applyRemoval(name: string, at: number, why: string): boolean {
-    this.removed.set(name, Math.max(at, this.removed.get(name) ?? 0));
-    const m = this.members.get(name);
-    if (m === undefined || m.joinedAt > at) return false;
-    this.dropMember(name, why);
-    return true;
-  }
-
-  /** Forgets a member: its link, routes and registry entries. */
-  private dropMember(name: string, why: string): void {
-    const m = this.members.get(name);
-    if (m === undefined) return;
-    this.members.delete(name);
-    m.link?.close(why);
-    m.dialing?.close(why);
-    this.routes.purge(name);
-    this.rpc.nodeDown(name);
-    this.registry.forget(name);
-    this.log.info({ peer: name, why }, 'cluster member removed');
-    if (this.members.size === 0) this.detach();
-  }
-
-  // ---- housekeeping ------------------------------------------------------------------------
-
-  private tick(now: number): void {
-    for (const m of this.members.values()) {
-      const link = m.link;
-      if (link !== null) {
-        if (now - link.lastReceived > FAILURE_MS) link.close(`no heartbeat for ${FAILURE_MS} ms`);
-        else if (now - link.lastSent >= HEARTBEAT_MS) link.send([Msg.Ping]);
-        continue;
-      }
-      const autoclean = this.config.cluster.autoclean * 1000;
-      if (autoclean > 0 && m.downSince > 0 && now - m.downSince > autoclean) {
-        this.dropMember(m.name, `down longer than autoclean (${this.config.cluster.autoclean} s)`);
-        this.persist();
-        continue;
-      }
-      if (m.dialing === null && m.port !== 0 && now >= m.nextDial) {
-        m.nextDial = now + DIAL_MAX_MS;
-        this.dial(m.host, m.port, m.name, 'member');
-      }
-    }
-    this.discover(now);
-    for (const [name, at] of this.removed) {
-      if (now - at > Math.max(TOMBSTONE_MIN_MS, this.config.cluster.autoclean * 1000)) this.removed.delete(name);
-    }
-  }
-
-  /** Static seeds and DNS names are dialed while no member is known under their name/address. */
-  private discover(now: number): void {
-    const c = this.config.cluster;
-    if (c.discovery === 'static' && now >= this.nextSeeds) {
-      this.nextSeeds = now + SEED_EVERY_MS;
-      for (const seed of c.seeds) {
-        let address;
-        try {
-          address = parseNodeAddress(seed);
-        } catch {
-          continue;
-        }
-        if (address.name === this.node || this.members.has(address.name) || this.removed.has(address.name)) continue;
-        if ([...this.loose].some((l) => l.dialed && l.intent === `seed:${address.name}`)) continue;
-        this.dial(address.host, address.port, address.name, `seed:${address.name}`);
-      }
-    } else if (c.discovery === 'dns' && now >= this.nextDns) {
-      this.nextDns = now + DNS_EVERY_MS;
-      // The system resolver: the name's A records (and /etc/hosts, as containers often use).
-      lookup(c.dns_name, { all: true, family: 4 }).then(
-        (found) => {
-          const own = parseNodeAddress(this.node).host;
-          for (const { address: ip } of found) {
-            if (ip === own) continue;
-            if ([...this.members.values()].some((m) => m.host === ip && (m.link !== null || m.dialing !== null))) continue;
-            if ([...this.loose].some((l) => l.dialed && l.intent === `dns:${ip}`)) continue;
-            this.dial(ip, c.port, undefined, `dns:${ip}`);
-          }
-        },
-        (err: unknown) => this.log.warn({ err: (err as Error).message, name: c.dns_name }, 'cluster dns discovery failed'),
-      );
-    }
-  }
-
-  private load(): void {
-    let state: PersistedState;
-    try {
-      state = JSON.parse(readFileSync(this.statePath, 'utf8')) as PersistedState;
-    } catch {
-      return; // never clustered
-    }
-    if (state.node !== this.node && state.members.length > 0) {
-      throw new ClusterError(`${this.statePath} belongs to node ${state.node}, which has joined a cluster: its name cannot change (start it as ${state.node}, or use another data dir)`);
-    }
-    this.joinedAt = state.joinedAt;
-    const now = Date.now();
-    for (const [name, at] of state.removed) this.removed.set(name, at);
-    for (const [name, host, port, joinedAt] of state.members) {
-      if (name !== this.node) this.addMember(name, host, port, joinedAt, now);
-    }
-  }
-
-  /** Writes the member list (once per turn), so a restarted node rejoins by itself. */
-  private persist(): void {
-    if (this.persistScheduled) return;
-    this.persistScheduled = true;
-    setImmediate(() => {
-      this.persistScheduled = false;
-      const state: PersistedState = {
-        node: this.node,
-        joinedAt: this.joinedAt,
-        members: [...this.members.values()].filter((m) => m.port !== 0).map((m) => [m.name, m.host, m.port, m.joinedAt]),
-        removed: [...this.removed],
-      };
-      const tmp = `${this.statePath}.tmp`;
-      this.saving = this.saving
-        .then(() => writeFile(tmp, JSON.stringify(state)))
-        .then(() => rename(tmp, this.statePath))
-        .catch((err: unknown) => this.log.error({ err, path: this.statePath }, 'cannot save the cluster member list'));
-    });
+    link.send(this.forwarding.retainSync());
   }
 
   // ---- registry ------------------------------------------------------------------------------
@@ -896,100 +385,25 @@ export class Cluster implements ClusterBridge, LinkHandler {
     return this.takeover.pull(owner, clientId, cleanStart);
   }
 
-  // ---- routes and forwarding ---------------------------------------------------------------
+  // ---- routes and forwarding (forwarding.ts) -----------------------------------------------
 
   routeAdded(filter: string, group: string): void {
-    this.localRoutes.add(routeId(filter, group));
-    this.broadcast([Msg.RouteAdd, filter, group]);
+    this.forwarding.routeAdded(filter, group);
   }
 
   routeRemoved(filter: string, group: string): void {
-    this.localRoutes.delete(routeId(filter, group));
-    this.broadcast([Msg.RouteDel, filter, group]);
+    this.forwarding.routeRemoved(filter, group);
   }
 
   planRemote(message: Message, plan: RemotePlan): void {
-    message.origin = this.node;
-    message.originSeq = ++this.seq;
-    this.planning = plan;
-    try {
-      this.routes.filters.match(message.topic, this, visitFilterRoute);
-      if (this.routes.groups.size > 0) this.routes.groups.match(message.topic, this, visitGroupRoute);
-    } finally {
-      this.planning = null;
-    }
-  }
-
-  /** @internal */
-  target(node: string): string[] {
-    const nodes = (this.planning as RemotePlan).nodes;
-    let groups = nodes.get(node);
-    if (groups === undefined) nodes.set(node, (groups = []));
-    return groups;
-  }
-
-  /** @internal A remote group route matched: one of its nodes gets the message, or this one when
-   *  it has members of the group too (round robin over them all). */
-  pickGroup(route: GroupRoute): void {
-    const id = routeId(route.filter, route.group);
-    const n = route.nodes.length;
-    const local = this.localRoutes.has(id);
-    const pick = route.next % (local ? n + 1 : n);
-    route.next = pick + 1;
-    if (pick === n) return;
-    this.target(route.nodes[pick] as string).push(id);
-    if (local) (this.planning as RemotePlan).elsewhere.push(id);
+    this.forwarding.planRemote(message, plan);
   }
 
   forward(message: Message, plan: RemotePlan): number {
-    let sent = 0;
-    for (const [node, groups] of plan.nodes) {
-      const link = this.members.get(node)?.link;
-      if (link == null) continue;
-      const backlog = link.backlog;
-      const bound = this.config.cluster.max_link_backlog;
-      if (message.qos === 0 && backlog > bound / 2) {
-        this.stats.forwardsDropped++;
-        continue;
-      }
-      if (backlog > bound) {
-        // A peer that takes QoS 1/2 forwards slower than they come is treated as a dead one.
-        this.stats.backlogFailures++;
-        this.log.warn({ peer: node, backlog, bound }, 'cluster link over cluster.max_link_backlog: closing it as failed');
-        link.close(`backlog of ${backlog} bytes over cluster.max_link_backlog`);
-        continue;
-      }
-      link.send([Msg.Forward, message.topic, message.payload, message.qos, message.retain, message.properties ?? null, message.expiresAt, message.from, message.originSeq, groups]);
-      sent++;
-    }
-    this.forwardsSent += sent;
-    return sent;
+    return this.forwarding.forward(message, plan);
   }
-
-  private onForward(peer: string, m: LinkMessage): void {
-    this.forwardsReceived++;
-    const properties = (m[5] as Message['properties'] | null) ?? undefined;
-    const message = new Message(m[1] as string, m[2] as Buffer, m[3] as 0 | 1 | 2, m[4] as boolean, properties, m[6] as number, m[7] as string, false, peer, m[8] as number);
-    this.broker.router.publishForwarded(message, m[9] as string[]);
-  }
-
-  // ---- retained ------------------------------------------------------------------------------
 
   retained(message: Message): void {
-    this.broadcast([Msg.Retain, ...retainWire(message)]);
+    this.forwarding.retained(message);
   }
-
-  /** A replicated retained message; a sync at link-up only fills topics we do not have. */
-  private applyRetained(r: RetainWire, replace: boolean): void {
-    if (!replace && this.broker.router.hasRetained(r[0])) return;
-    this.broker.router.applyRetained(new Message(r[0], r[1], r[2], true, r[3] ?? undefined, r[4], r[5], false));
-  }
-}
-
-function visitFilterRoute(cluster: Cluster, node: string): void {
-  cluster.target(node);
-}
-
-function visitGroupRoute(cluster: Cluster, route: GroupRoute): void {
-  cluster.pickGroup(route);
 }

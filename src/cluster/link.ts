@@ -18,7 +18,9 @@ export const MAX_FRAME = 256 * 1024 * 1024;
 const NONCE_BYTES = 16;
 /**
  * Version of the handshake, in the hello and the challenge. Version 1 (no number) had the acceptor
- * prove first; nodes that speak it are refused with a reason both sides log.
+ * prove first; nodes that speak it are refused with a reason both sides log. The same release
+ * changed the message encoding on the link (one codec, message-wire.ts), so no new version for it:
+ * nodes of the previous release cannot link anyway.
  */
 const HANDSHAKE_VERSION = 2;
 /** Longest node name a handshake may carry (a name is `name@host[:port]`). */

@@ -8,7 +8,7 @@ export const enum Msg {
   RouteDel = 2,
   /** [RouteSync, [filter, group][]]: every route of the sender, replacing what we had. */
   RouteSync = 3,
-  /** [Forward, topic, payload, qos, retain, properties|null, expiresAt, from, originSeq, groups] */
+  /** [Forward, groups, ...message]; a message is encoded by message-wire.ts. */
   Forward = 4,
   /** [Reg, clientId, at]: the client's session opened on the sender at `at`. */
   Reg = 5,
@@ -16,9 +16,9 @@ export const enum Msg {
   Unreg = 6,
   /** [RegSync, [clientId, at][]]: every client the sender holds. */
   RegSync = 7,
-  /** [Retain, topic, payload, qos, properties|null, expiresAt, from]; an empty payload clears. */
+  /** [Retain, ...message]; an empty payload clears. */
   Retain = 8,
-  /** [RetainSync, Retain-shaped tuples without the type] */
+  /** [RetainSync, message[]] */
   RetainSync = 9,
   /** [Members, [name, host, port, joinedAt][], [name, removedAt][]] */
   Members = 10,

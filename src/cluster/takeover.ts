@@ -7,12 +7,13 @@
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import { messageKey } from '../broker/cluster-bridge.js';
-import { Message } from '../broker/message.js';
 import type { Delivery, Session, SubscriptionIds } from '../broker/session.js';
 import { inflightRecord, queuedRecord, restoreSession, sessionRecord } from '../broker/session-journal.js';
+import type { QoS } from '../mqtt/packets.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { sessionHeader, type InflightRecord, type QueuedRecord, type SessionPart } from '../store/store.js';
-import type { Link } from './link.js';
+import type { Link, LinkMessage } from './link.js';
+import { decodeMessage, encodeMessage } from './message-wire.js';
 import type { Rpc } from './rpc.js';
 
 /** What the takeover needs from the cluster. */
@@ -31,21 +32,8 @@ export interface TakeoverHost {
   handOverEnded(clientId: string, moved: boolean): void;
 }
 
-/** A delivery as `takeover.end` sends it. */
-type BufferedWire = [
-  topic: string,
-  payload: Buffer,
-  messageQos: 0 | 1 | 2,
-  messageRetain: boolean,
-  properties: Message['properties'] | null,
-  expiresAt: number,
-  from: string,
-  origin: string | null,
-  originSeq: number,
-  qos: 0 | 1 | 2,
-  retain: boolean,
-  subscriptionId: SubscriptionIds,
-];
+/** A delivery as `takeover.end` sends it: [qos, retain, subscriptionId, ...the message (message-wire)]. */
+type BufferedWire = LinkMessage;
 
 type BeginReply = { parts: SessionPart[] } | { redirect: string } | null;
 
@@ -156,10 +144,10 @@ export class Takeover {
         this.host.log.warn({ err, clientId, owner: from }, 'takeover end failed; continuing with the session as handed over');
       }
       for (const w of buffered) {
-        const message = new Message(w[0], w[1], w[2], w[3], w[4] ?? undefined, w[5], w[6], false, w[7] ?? undefined, w[7] === null ? undefined : w[8]);
+        const message = decodeMessage(w, 3);
         const key = messageKey(message);
         if (key !== undefined && session.handover?.has(key) === true) continue; // already delivered here
-        session.deliver(message, w[9], w[10], w[11], broker.limits, broker.stats);
+        session.deliver(message, w[0] as QoS, w[1] as boolean, w[2] as SubscriptionIds, broker.limits, broker.stats);
       }
       session.handover = null;
       this.migratedIn++;
@@ -226,8 +214,7 @@ export class Takeover {
     const buffered: BufferedWire[] = [];
     for (const d of h.session.queue) {
       if (h.sent.has(d)) continue;
-      const m = d.message;
-      buffered.push([m.topic, m.payload, m.qos, m.retain, m.properties ?? null, m.expiresAt, m.from, m.origin ?? null, m.originSeq ?? 0, d.qos, d.retain, d.subscriptionId]);
+      buffered.push(encodeMessage(d.message, [d.qos, d.retain, d.subscriptionId]));
     }
     this.settle(args.clientId, h, true);
     return buffered;
