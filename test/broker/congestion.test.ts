@@ -1,40 +1,51 @@
-// A subscriber that stops reading: QoS 0 is dropped while its socket backlog is over the bound,
-// QoS 1 waits, and what waited is sent once the socket drains.
+// A subscriber that stops reading, in process over a fake transport whose backlog the test sets
+// (no sockets, no sleeps): QoS 0 is dropped while the backlog is over mqtt.max_output_buffer,
+// QoS 1 and 2 wait in the queue, and what waited is sent once the transport reports drained().
+// The real socket's side of it (node's writableLength feeding the backlog, 'drain' calling
+// drained()) is the listener's, tested with the listeners.
 
 import t from 'tap';
-import { connectClient, rawConnect } from '../helpers/clients.js';
-import { bytes, rawHandshake, readPacket, sleep } from './support.js';
-import { startNode } from '../helpers/node-process.js';
+import { Protocol } from '../../src/broker/protocol.js';
+import { testBroker } from '../helpers/broker.js';
+import { FakeTransport } from '../helpers/fake-transport.js';
+import { bytes, connectBytes } from './support.js';
 
-const node = await startNode(t, { env: { TIDEMQ_MQTT__MAX_PACKET_SIZE: '2MB' } });
+t.test('QoS 0 is dropped while congested; queued QoS 1/2 is delivered when the transport drains', async (t) => {
+  const broker = testBroker();
+  const mark = broker.config.mqtt.max_output_buffer;
 
-t.test('queued QoS 1 is delivered when a congested socket drains', async (t) => {
-  const sub = await rawConnect(t, node.mqttPort);
-  await rawHandshake(sub, 'slow-sub', 4);
-  sub.send(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/#', qos: 1 }] }));
-  t.match(await readPacket(sub, 4), { cmd: 'suback', granted: [1] });
-  sub.socket.pause();
+  const subT = new FakeTransport(4);
+  const sub = new Protocol(broker, subT, Date.now());
+  sub.receive(connectBytes('slow-sub', 4));
+  sub.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'slow/#', qos: 2 }] }));
+  t.match(subT.take(), [{ cmd: 'connack' }, { cmd: 'suback', granted: [2] }]);
 
-  const pub = await connectClient(t, node.mqttPort, { protocolVersion: 4 });
-  const big = Buffer.alloc(1_500_000, 0x61);
-  for (let i = 0; i < 30; i++) await pub.publishAsync('slow/bulk', big, { qos: 0 });
-  await sleep(300);
-  await pub.publishAsync('slow/last', 'after the jam', { qos: 1 });
-  await sleep(300);
+  const pubT = new FakeTransport(4);
+  const pub = new Protocol(broker, pubT, Date.now());
+  pub.receive(connectBytes('fast-pub', 4));
+  pubT.take();
+  const publish = (topic: string, qos: 0 | 1 | 2, messageId?: number): void =>
+    pub.receive(bytes({ cmd: 'publish', topic, payload: Buffer.from(topic), qos, retain: false, dup: false, ...(messageId === undefined ? {} : { messageId }) }));
 
-  sub.socket.resume();
-  let bulk = 0;
-  for (;;) {
-    const p = await readPacket(sub, 4, 10_000).catch((e: unknown) => ({ cmd: String(e) }) as never);
-    if (p?.cmd !== 'publish') {
-      t.fail(`expected the QoS 1 message, got ${JSON.stringify(p)}`);
-      break;
-    }
-    if (p.topic === 'slow/last') {
-      t.equal(p.qos, 1);
-      break;
-    }
-    bulk++;
-  }
-  t.ok(bulk < 30, `QoS 0 was dropped while congested (${bulk} of 30 arrived)`);
+  publish('slow/before', 0);
+  t.match(subT.take(), [{ cmd: 'publish', topic: 'slow/before' }], 'under the mark QoS 0 is sent');
+
+  subT.backlog = mark + 1; // the client stopped reading
+  const droppedBefore = broker.stats.dropped;
+  for (let i = 0; i < 30; i++) publish('slow/bulk', 0);
+  publish('slow/last1', 1, 1);
+  publish('slow/last2', 2, 2);
+  t.same(subT.take(), [], 'nothing is written while congested');
+  t.equal(broker.stats.dropped - droppedBefore, 30, 'all 30 QoS 0 were dropped');
+  t.match(pubT.take(), [{ cmd: 'puback', messageId: 1 }, { cmd: 'pubrec', messageId: 2 }], 'the publisher is acknowledged all the same');
+
+  subT.backlog = mark; // at the mark is not over it
+  sub.drained();
+  const out = subT.take();
+  t.match(out, [
+    { cmd: 'publish', topic: 'slow/last1', qos: 1 },
+    { cmd: 'publish', topic: 'slow/last2', qos: 2 },
+  ], 'the queued QoS 1 and 2 go out on drain, in order, and no dropped QoS 0 with them');
+  t.equal(out.length, 2);
+  t.equal(broker.stats.dropped - droppedBefore, 30, 'nothing queued was dropped');
 });
