@@ -10,7 +10,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import t from 'tap';
 import { runChart } from '../../src/cli/chart.js';
 import { queryRange } from '../../src/metrics/prometheus-api.js';
@@ -20,7 +19,7 @@ import { repoRoot } from '../helpers/build.js';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
 import { isRunning, run, startProcess } from '../helpers/process.js';
-import { checkedSubscribers, haproxyConfig, haveHaproxy, holdNbenchClients, NBENCH, serverStates } from './haproxy-support.js';
+import { checkedSubscribers, numberedPublisher, haproxyConfig, haveHaproxy, holdNbenchClients, NBENCH, serverStates } from './haproxy-support.js';
 
 const PROMETHEUS = [process.env.PROMETHEUS_BIN, '/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((p) => p !== undefined && p !== '' && existsSync(p));
 /** nbench clients, half persistent 5.0, half clean 3.1.1 (the seed: 3000 with the MQTT.js ones). */
@@ -91,16 +90,7 @@ if (!(await haveHaproxy()) || !nbenchBuilt || PROMETHEUS === undefined) {
     await waitFor('a cluster of 6', async () => ((await api(n1, 'GET', '/cluster')) as { running_nodes: string[] }).running_nodes.length === 6, 20_000);
     await waitFor('HAProxy sees all 6 up', async () => (await upIn()).length === 6, 10_000);
 
-    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${n1.mqttPort}`, { clientId: 'bg-pub', reconnectPeriod: 0 });
-    t.teardown(() => pub.endAsync(true));
-    let seq = 0;
-    let publishing = true;
-    const publisher = (async () => {
-      while (publishing && seq < 20_000) {
-        await pub.publishAsync(TOPIC, String(seq++), { qos: 1 });
-        await sleep(50);
-      }
-    })();
+    const publisher = await numberedPublisher(t, n1.mqttPort, 'bg-pub', TOPIC, 20_000);
     await sleep(1000);
 
     const startedAt = performance.now();
@@ -141,9 +131,7 @@ if (!(await haveHaproxy()) || !nbenchBuilt || PROMETHEUS === undefined) {
       t.ok(count > 0 && Math.abs(rate - CONN_EVICT_RATE) <= CONN_EVICT_RATE * 0.05, `${n.name} evicted ${count} at ${rate.toFixed(1)}/s over ${to - from} ms (${CONN_EVICT_RATE}/s configured)`);
     }
 
-    publishing = false;
-    await publisher;
-    const last = seq;
+    const last = await publisher.stop();
     await waitFor('every checked client got every message', () => got.every((s) => s.size === last), 30_000).catch(() => undefined);
     const lossy = got.map((s, i) => [i, last - s.size] as const).filter(([, missing]) => missing > 0);
     t.same(lossy, [], `no QoS 1 message lost by any of ${MQTTJS} persistent sessions (${last} messages each)`);

@@ -141,3 +141,27 @@ export async function checkedSubscribers(t: Test, front: number, prefix: string,
   for (let i = 0; i < count; i += 50) await Promise.all(Array.from({ length: Math.min(50, count - i) }, (_, k) => open(i + k)));
   return got;
 }
+
+/**
+ * Publishes 0, 1, 2, ... at QoS 1 to `topic` every 50 ms (at most `max`) until stopped; `stop()`
+ * resolves with how many were published, each acknowledged.
+ */
+export async function numberedPublisher(t: Test, port: number, clientId: string, topic: string, max: number): Promise<{ stop(): Promise<number> }> {
+  const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0 });
+  t.teardown(() => pub.endAsync(true));
+  let seq = 0;
+  let publishing = true;
+  const loop = (async () => {
+    while (publishing && seq < max) {
+      await pub.publishAsync(topic, String(seq++), { qos: 1 });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    async stop() {
+      publishing = false;
+      await loop;
+      return seq;
+    },
+  };
+}

@@ -6,12 +6,11 @@
 // `ctl rebalance start --abs-conn-threshold 100 --conn-evict-rate 500` on node 1 must end with
 // every node near 750, the same 3000 connected, no QoS 1 message lost, the rebalance gone from
 // global status. Prints the time to balanced and the peak reconnect rate seen by node 4.
-import mqtt from 'mqtt';
 import t from 'tap';
 import type { NodeProcess } from '../helpers/node-process.js';
 import { run } from '../helpers/process.js';
 import { ctl, sleep, startCluster, waitFor } from '../cluster/support.js';
-import { checkedSubscribers, haproxyCommand, haveHaproxy, holdNbenchClients, NBENCH, serverStates, startHaproxy } from './haproxy-support.js';
+import { checkedSubscribers, numberedPublisher, haproxyCommand, haveHaproxy, holdNbenchClients, NBENCH, serverStates, startHaproxy } from './haproxy-support.js';
 import { v5 as api } from '../helpers/admin.js';
 
 const PER_NBENCH = 1400;
@@ -43,16 +42,7 @@ if (!(await haveHaproxy()) || !nbenchBuilt) {
 
     await haproxyCommand(socket, 'enable server tidemq/tidemq4');
     await waitFor('node 4 up in HAProxy', async () => (await serverStates(socket)).get('tidemq4') === 'UP', 10_000);
-    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${n4.mqttPort}`, { clientId: 'rb-pub', reconnectPeriod: 0 });
-    t.teardown(() => pub.endAsync(true));
-    let seq = 0;
-    let publishing = true;
-    const publisher = (async () => {
-      while (publishing && seq < 5000) {
-        await pub.publishAsync(TOPIC, String(seq++), { qos: 1 });
-        await sleep(50);
-      }
-    })();
+    const publisher = await numberedPublisher(t, n4.mqttPort, 'rb-pub', TOPIC, 5000);
 
     // Node 4's connection count sampled every 100 ms: the reconnect rate it sees.
     const samples: Array<[number, number]> = [];
@@ -109,9 +99,7 @@ if (!(await haveHaproxy()) || !nbenchBuilt) {
     }
     t.pass(`peak reconnect rate seen by node 4: ${peak.toFixed(0)}/s over 1 s (configured 500/s per donor, 3 donors: 1500/s)`);
 
-    publishing = false;
-    await publisher;
-    const last = seq;
+    const last = await publisher.stop();
     await waitFor('every checked client got every message', () => got.every((s) => s.size === last), 30_000).catch(() => undefined);
     const lossy = got.map((s, i) => [i, last - s.size] as const).filter(([, missing]) => missing > 0);
     t.same(lossy, [], `no QoS 1 message lost by any of ${MQTTJS} persistent sessions (${last} messages each)`);
