@@ -30,16 +30,16 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
   // Loaded here, not at the top: other commands (passwd, --help) need none of the broker.
   const { startNode } = await import('../node.js');
   let node: Awaited<ReturnType<typeof startNode>> | undefined;
-  try {
-    // A stop asked over the management API takes the path of SIGTERM.
-    node = await startNode(config, log, { requestStop: () => stop('SIGTERM') });
-  } catch (err) {
-    // A bad password or ACL file is found while the node is built: still a configuration error.
-    log.fatal({ err }, 'tidemq failed to start');
-    process.stderr.write(`tidemq: ${(err as Error).message}\n`);
-    process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
-  }
   let stopping = false;
+  const close = (n: NonNullable<typeof node>): void => {
+    n.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
       // A member hears its launcher and often its process group (timeout, systemd): one stop is enough.
@@ -49,18 +49,23 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
     }
     stopping = true;
     log.info({ signal }, 'stopping');
-    if (node === undefined) process.exit(128 + constants.signals[signal]);
-    node.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
+    if (node !== undefined) close(node); // else as soon as it has started
   };
+  // Before the node starts: its listeners accept before startNode returns, and a SIGTERM then
+  // must still be a graceful stop, not the default kill.
   process.on('SIGTERM', stop);
   // A member of --nodes stops when its launcher says so: Ctrl-C reaches the whole process group,
   // and the launcher turns it into one SIGTERM per member.
   if (member === undefined) process.on('SIGINT', stop);
   else process.on('SIGINT', () => log.debug('SIGINT: the launcher stops the members'));
+  try {
+    // A stop asked over the management API takes the path of SIGTERM.
+    node = await startNode(config, log, { requestStop: () => stop('SIGTERM') });
+  } catch (err) {
+    // A bad password or ACL file is found while the node is built: still a configuration error.
+    log.fatal({ err }, 'tidemq failed to start');
+    process.stderr.write(`tidemq: ${(err as Error).message}\n`);
+    process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
+  }
+  if (stopping) close(node);
 }
