@@ -30,8 +30,14 @@ export interface PendingCheck {
  */
 export type AuthVerdict = boolean | 'busy' | 'throttled' | PendingCheck;
 
+/** Who is connecting: its address is read only when a password check needs it (a socket's
+ *  address costs a getpeername call, which an anonymous CONNECT does not need). */
+export interface Peer {
+  readonly remoteAddress: string;
+}
+
 export interface Authenticator {
-  authenticate(clientId: string, username: string | undefined, password: Buffer | undefined, address: string): AuthVerdict;
+  authenticate(clientId: string, username: string | undefined, password: Buffer | undefined, peer: Peer): AuthVerdict;
   /** Checks queued or running (metrics). */
   readonly pendingChecks: number;
   /** CONNECTs refused: over the pending bound (busy), from a throttled address; checks dropped unstarted. */
@@ -161,9 +167,10 @@ export function createAuthenticator(auth: Config['auth'], log: Logger): Authenti
     get cancelledChecks() {
       return cancelledChecks;
     },
-    authenticate(_clientId, username, password, address) {
+    authenticate(_clientId, username, password, peer) {
       // Without a password file a user name proves nothing: the CONNECT is anonymous (Mosquitto, EMQX).
       if (username === undefined || auth.password_file === '') return auth.allow_anonymous;
+      const address = peer.remoteAddress;
       // Before the cache too: a throttled guesser must not learn that a guess was right.
       if (throttle.blocked(address, Date.now())) return 'throttled';
       if (!password) {

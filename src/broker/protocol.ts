@@ -357,7 +357,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     // A verified client certificate authenticates its CN; the password file is for the rest.
     const certified = this.transport.username;
     this.username = certified ?? c.username;
-    const verdict = certified !== undefined || this.broker.authenticator.authenticate(this.clientId, c.username, c.password, this.transport.remoteAddress);
+    const verdict = certified !== undefined || this.broker.authenticator.authenticate(this.clientId, c.username, c.password, this.transport);
     if (verdict === true) return this.pullSession(c, assigned);
     if (verdict === false) throw new ConnectRefused(ReasonCode.BadUserNameOrPassword, 'authentication failed');
     // Over auth.max_pending_checks, or a source address with too many failed logins: try later.

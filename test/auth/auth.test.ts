@@ -62,7 +62,7 @@ t.test('password file lines', async (t) => {
 });
 
 const silent = pino({ level: 'silent' });
-const ADDR = '127.0.0.1';
+const ADDR = { remoteAddress: '127.0.0.1' };
 
 function authenticator(over: Partial<Config['auth']>, log: Logger = silent): Authenticator {
   return createAuthenticator(auth(over), log);
@@ -82,6 +82,23 @@ t.test('anonymous on and off', async (t) => {
   t.equal(authenticator({ allow_anonymous: false }).authenticate('c', undefined, undefined, ADDR), false);
   t.equal(authenticator({ allow_anonymous: true }).authenticate('c', 'alice', pw('x'), ADDR), true, 'no password file: a user name is accepted anonymously (Mosquitto, EMQX)');
   t.equal(authenticator({ allow_anonymous: false }).authenticate('c', 'alice', pw('x'), ADDR), false, 'unless anonymous access is off');
+});
+
+t.test("the peer's address is read only for a password check (a socket's costs a getpeername)", async (t) => {
+  let reads = 0;
+  const peer = {
+    get remoteAddress(): string {
+      reads++;
+      return '127.0.0.1';
+    },
+  };
+  t.equal(authenticator({ allow_anonymous: true }).authenticate('c', undefined, undefined, peer), true);
+  t.equal(authenticator({ allow_anonymous: true }).authenticate('c', 'alice', pw('x'), peer), true);
+  t.equal(reads, 0, 'anonymous CONNECTs: not read');
+  const file = join(dir, 'passwd-peer');
+  writeFileSync(file, `bob:${cheapHash('builder')}\n`);
+  t.equal(authenticator({ password_file: file }).authenticate('c', 'bob', undefined, peer), false);
+  t.equal(reads, 1, 'a password check reads it (failed logins are counted per address)');
 });
 
 t.test('password verification and the cache', async (t) => {
@@ -177,25 +194,25 @@ t.test('failed logins are throttled per source address', async (t) => {
   const lines: string[] = [];
   const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
   const a = authenticator({ password_file: file, max_failed_logins: 3, failed_login_window: 1 }, log);
-  for (let i = 0; i < 3; i++) t.equal(await settled(a.authenticate('c', 'bob', pw(`no${i}`), '10.0.0.1')), false);
-  t.equal(a.authenticate('c', 'bob', pw('builder'), '10.0.0.1'), 'throttled', 'over the limit: even the right password is refused, unchecked');
-  t.equal(a.authenticate('c', 'bob', undefined, '10.0.0.1'), 'throttled');
-  t.equal(await settled(a.authenticate('c', 'bob', pw('builder'), '10.0.0.2')), true, 'another address is not affected');
-  t.equal(a.authenticate('c', 'bob', pw('builder'), '10.0.0.2'), true, 'and its success is cached');
-  t.equal(a.authenticate('c', 'bob', pw('builder'), '10.0.0.1'), 'throttled', 'the cache does not bypass the throttle (no oracle)');
-  t.equal(a.authenticate('c', undefined, undefined, '10.0.0.1'), true, 'anonymous CONNECTs are not password checks');
+  for (let i = 0; i < 3; i++) t.equal(await settled(a.authenticate('c', 'bob', pw(`no${i}`), { remoteAddress: '10.0.0.1' })), false);
+  t.equal(a.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.1' }), 'throttled', 'over the limit: even the right password is refused, unchecked');
+  t.equal(a.authenticate('c', 'bob', undefined, { remoteAddress: '10.0.0.1' }), 'throttled');
+  t.equal(await settled(a.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.2' })), true, 'another address is not affected');
+  t.equal(a.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.2' }), true, 'and its success is cached');
+  t.equal(a.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.1' }), 'throttled', 'the cache does not bypass the throttle (no oracle)');
+  t.equal(a.authenticate('c', undefined, undefined, { remoteAddress: '10.0.0.1' }), true, 'anonymous CONNECTs are not password checks');
   t.equal(a.refusedThrottled, 3);
   const closer = authenticator({ password_file: file, max_failed_logins: 2, failed_login_window: 60 });
   for (let i = 0; i < 2; i++) {
-    const v = closer.authenticate('c', 'bob', pw(`x${i}`), '10.0.0.3');
+    const v = closer.authenticate('c', 'bob', pw(`x${i}`), { remoteAddress: '10.0.0.3' });
     if (!isPending(v)) throw new Error('expected a pending check');
     v.cancel(); // the connection closed; the check had already started
     await v.result;
   }
-  t.equal(closer.authenticate('c', 'bob', pw('builder'), '10.0.0.3'), 'throttled', 'closing after the check started still counts the failure');
+  t.equal(closer.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.3' }), 'throttled', 'closing after the check started still counts the failure');
   t.equal(lines.filter((l) => l.includes('max_failed_logins')).length, 1, 'one log line when the limit is reached');
   await new Promise((resolve) => setTimeout(resolve, 1100));
-  t.equal(await settled(a.authenticate('c', 'bob', pw('builder'), '10.0.0.1')), true, 'the window ended: the address may log in again');
+  t.equal(await settled(a.authenticate('c', 'bob', pw('builder'), { remoteAddress: '10.0.0.1' })), true, 'the window ended: the address may log in again');
 });
 
 t.test('the cache is bounded (LRU)', async (t) => {
