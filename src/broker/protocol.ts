@@ -39,6 +39,10 @@ export interface Transport {
   writeNow?(buf: Buffer): void;
   /** Bytes accepted by write() and not yet handed to the kernel. */
   readonly backlog: number;
+  /** Calls the protocol's drained() once the backlog is flushed; asked for when the output goes
+   *  over the mark, so a connection that never congests carries no drain listener. Absent: the
+   *  transport calls drained() on every flush (WebSocket). */
+  awaitDrain?(): void;
   /** Flushes what was written, then closes. */
   end(): void;
   /** Closes now, dropping unsent output (a client that does not read would hold it forever). */
@@ -154,6 +158,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
 
   private overOutputMark(): void {
     this.slowSince = Date.now();
+    if (this.transport.awaitDrain !== undefined) this.transport.awaitDrain();
     const timeout = this.broker.config.mqtt.slow_consumer_timeout;
     if (timeout === 0) return;
     const cold = this.cold;

@@ -40,6 +40,7 @@ function onClose(this: ClientSocket): void {
 }
 
 function onDrain(this: ClientSocket): void {
+  this.tidemq.drainAwaited = false;
   this.tidemq.protocol.drained();
 }
 
@@ -59,6 +60,8 @@ export class TcpConnection implements Transport {
   corked = false;
   /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
   readPaused = false;
+  /** A 'drain' listener is set (awaitDrain). */
+  drainAwaited = false;
 
   /**
    * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
@@ -77,7 +80,6 @@ export class TcpConnection implements Transport {
     socket.on('data', onData);
     socket.on('close', onClose);
     socket.on('error', onError);
-    socket.on('drain', onDrain);
   }
 
   get remoteAddress(): string {
@@ -91,6 +93,13 @@ export class TcpConnection implements Transport {
 
   get backlog(): number {
     return this.socket.writableLength;
+  }
+
+  /** Only a congested connection listens for 'drain': one listener fewer on every socket. */
+  awaitDrain(): void {
+    if (this.drainAwaited) return;
+    this.drainAwaited = true;
+    this.socket.once('drain', onDrain);
   }
 
   write(buf: Buffer): void {

@@ -2,10 +2,15 @@
 // (no sockets, no sleeps): QoS 0 is dropped while the backlog is over mqtt.max_output_buffer,
 // QoS 1 and 2 wait in the queue, and what waited is sent once the transport reports drained().
 // The real socket's side of it (node's writableLength feeding the backlog, 'drain' calling
-// drained()) is the listener's, tested with the listeners.
+// drained()) is tested last, over a loopback socket.
 
+import { once } from 'node:events';
+import net from 'node:net';
+import mqttPacket from 'mqtt-packet';
 import t from 'tap';
 import { Protocol } from '../../src/broker/protocol.js';
+import { TcpConnection } from '../../src/broker/tcp-connection.js';
+import { defaultConfig } from '../../src/config/schema.js';
 import { testBroker } from '../helpers/broker.js';
 import { FakeTransport } from '../helpers/fake-transport.js';
 import { bytes, connectBytes } from './support.js';
@@ -49,3 +54,53 @@ t.test('QoS 0 is dropped while congested; queued QoS 1/2 is delivered when the t
   t.equal(out.length, 2);
   t.equal(broker.stats.dropped - droppedBefore, 30, 'nothing queued was dropped');
 });
+
+t.test("over TCP: 'drain' is listened for only while congested, and what waited goes out on it", async (t) => {
+  const config = defaultConfig();
+  config.mqtt.max_output_buffer = 64 * 1024;
+  const broker = testBroker({ config });
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => void server.close());
+  const accepted = once(server, 'connection');
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.teardown(() => void client.destroy());
+  await once(client, 'connect');
+  const [socket] = (await accepted) as [net.Socket];
+  new TcpConnection(socket, broker);
+  t.equal(socket.listenerCount('drain'), 0, 'a fresh connection carries no drain listener');
+
+  const received: mqttPacket.Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  parser.on('packet', (p: mqttPacket.Packet) => received.push(p));
+  client.on('data', (chunk: Buffer) => parser.parse(chunk));
+  client.write(Buffer.concat([connectBytes('tcp-slow', 4), bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'tcp/#', qos: 1 }] })]));
+  await until(() => received.some((p) => p.cmd === 'suback'));
+  t.equal(socket.listenerCount('drain'), 0, 'nor a connected one that keeps up');
+
+  const pubT = new FakeTransport(4);
+  const pub = new Protocol(broker, pubT, Date.now());
+  pub.receive(connectBytes('tcp-pub', 4));
+  client.pause(); // the subscriber stops reading: the kernel buffers fill, then node's
+  const payload = Buffer.alloc(64 * 1024, 1);
+  let sent = 0;
+  // Bounded: loopback buffers hold a few MB at most.
+  while (socket.writableLength <= config.mqtt.max_output_buffer && sent < 2000) {
+    pub.receive(bytes({ cmd: 'publish', topic: 'tcp/bulk', payload, qos: 0, retain: false, dup: false }));
+    sent++;
+    await new Promise((resolve) => setImmediate(resolve)); // let the cork flush reach the socket
+  }
+  t.ok(socket.writableLength > config.mqtt.max_output_buffer, `over the mark after ${sent} publishes`);
+  pub.receive(bytes({ cmd: 'publish', topic: 'tcp/last', payload: Buffer.from('last'), qos: 1, retain: false, dup: false, messageId: 7 }));
+  t.equal(socket.listenerCount('drain'), 1, 'congested: now it listens for drain');
+
+  client.resume();
+  await until(() => received.some((p) => p.cmd === 'publish' && p.topic === 'tcp/last'));
+  t.equal(socket.listenerCount('drain'), 0, 'the queued QoS 1 went out on drain, and the listener with it');
+});
+
+/** Polls `cond` every 10 ms for at most 10 s. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!cond()) throw new Error('condition not met within 10 s');
+}
