@@ -27,7 +27,7 @@ import { NEVER_EXPIRES } from './sessions.js';
 import { Message, outgoingProperties } from './message.js';
 import type { Delivery, Session, SubscriptionOptions, WillState } from './session.js';
 import { bump, DropReason, LimitHit } from './stats.js';
-import { WheelTimer } from './timer-wheel.js';
+import { TimerNode, WheelTimer } from './timer-wheel.js';
 
 /** What the protocol needs from the connection's I/O owner. */
 export interface Transport {
@@ -104,11 +104,11 @@ class RareState {
   unclaimedAcks = 0;
 }
 
-export class Protocol implements FrameHandler, ClientConnection, AckHolder {
+/** A connection is its own wheel timer (its CONNECT deadline, then its keepalive): see fire(). */
+export class Protocol extends TimerNode implements FrameHandler, ClientConnection, AckHolder {
   private state = State.AwaitingConnect;
   private version: ProtocolVersion = 4;
   private readonly reader: FrameReader;
-  private readonly timer: WheelTimer<Protocol>;
   private keepaliveMs = 0;
   private lastReceived: number;
   clientId = '';
@@ -135,12 +135,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
     private readonly transport: Transport,
     now: number,
   ) {
+    super();
     const mqtt = broker.config.mqtt;
     this.reader = new FrameReader(this, mqtt.max_connect_size, mqtt.max_packet_size);
     this.sendWindow = mqtt.max_inflight;
     this.lastReceived = now;
-    this.timer = new WheelTimer(this, Protocol.onTimer);
-    broker.wheel.schedule(this.timer, now + mqtt.idle_timeout * 1000);
+    broker.wheel.schedule(this, now + mqtt.idle_timeout * 1000);
     broker.connections.add(this);
   }
 
@@ -751,7 +751,7 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
       rare.authCheck = null;
     }
     this.broker.connections.delete(this);
-    this.broker.wheel.cancel(this.timer);
+    this.broker.wheel.cancel(this);
     if (rare !== null && rare.slowTimer !== null) this.broker.wheel.cancel(rare.slowTimer);
     if (this.connectingHeld > 0) this.releaseConnecting();
     if (abort) this.transport.destroy();
@@ -763,15 +763,12 @@ export class Protocol implements FrameHandler, ClientConnection, AckHolder {
   }
 
   private scheduleKeepalive(now: number): void {
-    if (this.keepaliveMs === 0) this.broker.wheel.cancel(this.timer);
-    else this.broker.wheel.schedule(this.timer, now + this.keepaliveMs * KEEPALIVE_GRACE);
+    if (this.keepaliveMs === 0) this.broker.wheel.cancel(this);
+    else this.broker.wheel.schedule(this, now + this.keepaliveMs * KEEPALIVE_GRACE);
   }
 
-  private static onTimer(self: Protocol, now: number): void {
-    self.onTimer(now);
-  }
-
-  private onTimer(now: number): void {
+  /** @internal The wheel: the CONNECT deadline or the keepalive is due. */
+  fire(now: number): void {
     if (this.state !== State.Connected) {
       // No CONNECT (or no auth verdict) within the deadline.
       this.broker.stats.connectTimeouts++;

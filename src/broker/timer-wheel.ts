@@ -8,6 +8,31 @@ const MASK = SLOTS - 1;
 /** Index of the extra list holding timers that are due and about to fire. */
 const DUE = SLOTS;
 
+/**
+ * What the wheel links: its list fields live in the timer itself (no entry object per timer), and
+ * fire() says what happens when it is due. A connection is one (Protocol extends it), so its
+ * deadline costs no object of its own; WheelTimer serves everyone else.
+ */
+export abstract class TimerNode {
+  /** @internal Tick at which the timer fires, counted from the wheel's start: a small integer
+   *  (an absolute tick or ms deadline would be a boxed double on every connection). */
+  tick = 0;
+  /** @internal List the timer is linked into (a slot or DUE), -1 when unlinked. */
+  slot = -1;
+  /** @internal */
+  prev: TimerNode | undefined = undefined;
+  /** @internal */
+  next: TimerNode | undefined = undefined;
+
+  /** Whether it waits to fire. */
+  get scheduled(): boolean {
+    return this.slot >= 0;
+  }
+
+  /** @internal Called by the wheel when the timer is due. */
+  abstract fire(now: number): void;
+}
+
 /** Method syntax makes the owner parameter bivariant, so a WheelTimer<Protocol> links into the
  *  wheel's lists beside timers of other owners. */
 type FireFn<O> = { fire(owner: O, now: number): void }['fire'];
@@ -15,38 +40,26 @@ type FireFn<O> = { fire(owner: O, now: number): void }['fire'];
 /**
  * A timer is its owner and a module-level callback: no closure per connection or session.
  */
-export class WheelTimer<O = unknown> {
-  /** @internal Absolute deadline in ms, -1 when not scheduled. */
-  at = -1;
-  /** @internal Tick at which the timer fires. */
-  tick = 0;
-  /** @internal List the timer is linked into (a slot or DUE), -1 when unlinked. */
-  slot = -1;
-  /** @internal */
-  prev: WheelTimer | undefined = undefined;
-  /** @internal */
-  next: WheelTimer | undefined = undefined;
-
+export class WheelTimer<O = unknown> extends TimerNode {
   constructor(
     readonly owner: O,
     private readonly onFire: FireFn<O>,
-  ) {}
+  ) {
+    super();
+  }
 
   /** @internal Called by the wheel when the timer is due. */
   fire(now: number): void {
     this.onFire(this.owner, now);
   }
-
-  /** Absolute ms deadline while scheduled, else -1. */
-  get deadline(): number {
-    return this.at;
-  }
 }
 
 export class TimerWheel {
-  private readonly heads: Array<WheelTimer | undefined> = new Array<WheelTimer | undefined>(SLOTS + 1).fill(undefined);
+  private readonly heads: Array<TimerNode | undefined> = new Array<TimerNode | undefined>(SLOTS + 1).fill(undefined);
+  /** The absolute tick (ms / tickMs) the wheel counts its ticks from. */
+  private readonly origin: number;
   /** Last tick whose slot has been processed. */
-  private tick: number;
+  private tick = 0;
   /** Timers scheduled now fire after this tick; ahead of `tick` while advance() is firing, so a
    *  timer rescheduled from its own fire() waits for a later advance. */
   private horizon: number;
@@ -58,7 +71,8 @@ export class TimerWheel {
     private readonly tickMs: number,
     private readonly now: () => number = Date.now,
   ) {
-    this.tick = this.horizon = Math.floor(now() / tickMs);
+    this.origin = Math.floor(now() / tickMs);
+    this.horizon = 0;
   }
 
   get size(): number {
@@ -66,18 +80,16 @@ export class TimerWheel {
   }
 
   /** (Re)schedules `t` to fire at the first tick at or after `at` (ms). */
-  schedule(t: WheelTimer, at: number): void {
+  schedule(t: TimerNode, at: number): void {
     if (t.slot >= 0) this.unlink(t);
     else this.count++;
-    t.at = at;
-    t.tick = Math.max(Math.ceil(at / this.tickMs), this.horizon + 1);
+    t.tick = Math.max(Math.ceil(at / this.tickMs) - this.origin, this.horizon + 1);
     this.link(t, t.tick & MASK);
   }
 
-  cancel(t: WheelTimer): void {
+  cancel(t: TimerNode): void {
     if (t.slot < 0) return;
     this.unlink(t);
-    t.at = -1;
     this.count--;
   }
 
@@ -98,7 +110,7 @@ export class TimerWheel {
    * a stall longer than a whole revolution every overdue timer still fires once, in slot order.
    */
   advance(now: number): void {
-    const target = Math.floor(now / this.tickMs);
+    const target = Math.floor(now / this.tickMs) - this.origin;
     if (target > this.horizon) this.horizon = target;
     this.fireDue(now); // left over if a fire() threw during the previous advance
     for (let k = Math.max(this.tick + 1, target - MASK); k <= target; k++) {
@@ -127,14 +139,13 @@ export class TimerWheel {
     let t = this.heads[DUE];
     while (t !== undefined) {
       this.unlink(t);
-      t.at = -1;
       this.count--;
       t.fire(now);
       t = this.heads[DUE];
     }
   }
 
-  private link(t: WheelTimer, slot: number): void {
+  private link(t: TimerNode, slot: number): void {
     const head = this.heads[slot];
     t.slot = slot;
     t.prev = undefined;
@@ -143,7 +154,7 @@ export class TimerWheel {
     this.heads[slot] = t;
   }
 
-  private unlink(t: WheelTimer): void {
+  private unlink(t: TimerNode): void {
     if (t.prev !== undefined) t.prev.next = t.next;
     else this.heads[t.slot] = t.next;
     if (t.next !== undefined) t.next.prev = t.prev;
