@@ -75,6 +75,9 @@ export interface SessionLimits {
 const NO_INFLIGHT: ReadonlyMap<number, InflightEntry> = new Map();
 const NO_INCOMING: ReadonlySet<number> = new Set();
 const NO_SUBSCRIPTIONS: ReadonlyMap<string, SubscriptionOptions> = new Map();
+/** What an empty session reads as its queue; frozen, so a write through it would throw. */
+const NO_QUEUE = new DeliveryQueue();
+Object.freeze(NO_QUEUE);
 
 /**
  * One client's session (spec 4.1): plain data that can be stored or moved to another node, plus
@@ -87,8 +90,9 @@ export class Session {
   /** Allocated on first use: most sessions never have QoS 1/2 in flight (memory per connection). */
   private inflightMap: Map<number, InflightEntry> | null = null;
   private incomingSet: Set<number> | null = null;
-  /** Deliveries waiting: offline, over the send window, or while the connection is congested. */
-  private readonly pending = new DeliveryQueue();
+  /** Deliveries waiting: offline, over the send window, or while the connection is congested.
+   *  Allocated at the first one (memory per connection): read through `pending`. */
+  private queueSlots: DeliveryQueue | null = null;
   /** Payload bytes of the inflight entries (mqtt.max_inflight_bytes). */
   private inflightBytes = 0;
   /** Messages dropped for this client, by DropReason; allocated on the first drop. */
@@ -177,6 +181,10 @@ export class Session {
     return this.incomingSet !== null && this.incomingSet.delete(packetId);
   }
 
+  private get pending(): DeliveryQueue {
+    return this.queueSlots ?? NO_QUEUE;
+  }
+
   /** The queue in order (a copy: for readers outside the delivery path). */
   get queue(): Delivery[] {
     return this.pending.toArray();
@@ -196,7 +204,7 @@ export class Session {
    * again. With `bound`, today's limits apply: what no longer fits goes as a new one would.
    */
   restoreQueued(d: Delivery, bound: { limits: SessionLimits; stats: BrokerStats } | undefined): void {
-    if (bound === undefined) this.pending.push(d);
+    if (bound === undefined) (this.queueSlots ??= new DeliveryQueue()).push(d);
     else this.enqueue(d, bound.limits, bound.stats, true);
   }
 
@@ -314,7 +322,7 @@ export class Session {
       this.limitHit(LimitHit.Queue, stats);
       return;
     }
-    const queue = this.pending;
+    const queue = (this.queueSlots ??= new DeliveryQueue());
     while (queue.length >= limits.maxQueued || queue.bytes + size > limits.maxQueuedBytes) {
       let dropped = queue.shiftQos0();
       if (dropped === undefined && d.qos === 0) {
