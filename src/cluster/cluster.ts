@@ -317,6 +317,8 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
   }
 
   private queueReg(clientId: string, at: number | null): void {
+    // No peer to tell: one that links up later gets the whole registry in its RegSync.
+    if (!this.hasLinks()) return;
     this.regOut.set(clientId, at);
     if (this.regScheduled) return;
     this.regScheduled = true;
