@@ -12,6 +12,7 @@ import { Broker } from './broker/broker.js';
 import { serverSwitch, type AcceptSwitch } from './broker/accept-switch.js';
 import { ListenerGate, listenTcp, STREAM_BACKLOG, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
 import { TimerWheel } from './broker/timer-wheel.js';
+import { WARM_UP_CYCLES, warmConnectPath } from './broker/warm-up.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
 import { checkCookie, Cluster } from './cluster/cluster.js';
@@ -154,6 +155,9 @@ export async function startNode(config: Config, log: Logger, hooks: NodeHooks = 
   const broker = new Broker(config, wheel, authenticator, acl, log, store);
   const restored = broker.sessions.restore(Date.now());
   log.info({ path: store.path, ...restored }, 'session store loaded');
+  const warmStart = Date.now();
+  warmConnectPath(config);
+  log.debug({ ms: Date.now() - warmStart, cycles: WARM_UP_CYCLES }, 'connect path warmed up');
   const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);
   sweeper.unref();
   wheel.start();
