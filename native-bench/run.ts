@@ -100,7 +100,8 @@ async function main(): Promise<number> {
           const s = await sc.run({ nbench, loaders, broker: running, quick, tag: `nb${rep}${sc.id.replace(/-/g, '')}${b.replace(/-/g, '')}${process.pid}` });
           samples.get(sc.id)!.set(b, [...(samples.get(sc.id)!.get(b) ?? []), s]);
           console.log(`rep ${rep + 1}/${reps} ${sc.id.padEnd(15)} ${b.padEnd(9)} ${s.value.toFixed(2)} ${sc.unit}` +
-            ` cpu broker ${s.brokerCpuPct.toFixed(0)}% loadgen ${s.loadCpuPct.toFixed(0)}%${s.valid ? '' : ' INVALID'}${s.note ? ` (${s.note})` : ''}`);
+            ` cpu broker ${s.brokerCpuPct.toFixed(0)}% loadgen ${s.loadCpuPct.toFixed(0)}%${s.valid ? '' : ' INVALID'}${s.note ? ` (${s.note})` : ''}` +
+            Object.entries(s.extra).map(([k, v]) => ` ${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`).join(''));
         } catch (err) {
           errors.push(`${sc.id} ${b}: ${(err as Error).message}`);
           console.log(`ERROR ${sc.id} ${b}: ${(err as Error).message}`);

@@ -84,6 +84,7 @@ export function targets(samples: Samples): TargetCheck[] {
   return [
     check('connect rate >= 0.9x Node.js reference', ratio('connect-rate', 'ref-node'), (v) => v >= 0.9, 'x'),
     check('connect rate >= 4x Aedes', ratio('connect-rate', 'aedes'), (v) => v >= 4, 'x'),
+    check('CONNACK p99 at 5000 conn/s <= Node.js reference', ratio('connack-p99', 'ref-node'), (v) => v <= 1, 'x'),
     check('idle memory <= 3 KiB per connection', med('idle-rss', 'tidemq'), (v) => v <= 3, ' KiB'),
     check('fan-out >= 1.0x Mosquitto', ratio('fanout', 'mosquitto'), (v) => v >= 1, 'x'),
     check('fan-in >= 0.7x Mosquitto', ratio('fanin', 'mosquitto'), (v) => v >= 0.7, 'x'),

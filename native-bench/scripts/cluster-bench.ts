@@ -3,7 +3,10 @@
 //             subscriber on node 2, beside the same load on one node (the single-node rate)
 //   takeover  N persistent sessions created on node 1, then the same client ids connect to node 2
 //   hold      3 nodes holding 15000 connections each
-// Usage: node --import=<tap typescript loader> native-bench/scripts/cluster-bench.ts forward|takeover|hold
+//   registry  what a connect costs a cluster of 1, 2, 4 and 8 nodes: N connections made to node 1
+//             (each announced to every other node), CPU per connect on node 1 and on each other
+//             node; the cluster's connect capacity is its cores over that total
+// Usage: node --import=<tap typescript loader> native-bench/scripts/cluster-bench.ts forward|takeover|hold|registry
 // Nodes are started here on free loopback ports and stopped by PID.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -192,8 +195,38 @@ async function hold(perNode: number): Promise<void> {
   await stopNodes(nodes);
 }
 
+/** RESULT field `key` of an nbench output, as a number. */
+function field(result: string, key: string): number {
+  return Number(new RegExp(`\\b${key}=([0-9.]+)`).exec(result)?.[1] ?? Number.NaN);
+}
+
+async function registry(n: number): Promise<void> {
+  const rows: string[] = [];
+  for (const size of [1, 2, 4, 8]) {
+    const nodes = await startNodes(size);
+    const first = nodes[0] as BenchNode;
+    const before = nodes.map((node) => cpuSeconds(node.proc.pid));
+    const result = await runNbench(['conn', '--port', String(first.mqtt), '-n', String(n), '--inflight', '64', '--hold', '0', '--prefix', `reg${size}`]);
+    await sleep(2000); // the closes and their Unregs
+    const used = nodes.map((node, i) => cpuSeconds(node.proc.pid) - (before[i] as number));
+    // Each connection is announced (Reg) and withdrawn (Unreg) once it closes: both are counted.
+    const own = ((used[0] as number) / n) * 1e6;
+    const peers = used.slice(1);
+    const perPeer = peers.length === 0 ? 0 : (peers.reduce((a, b) => a + b, 0) / peers.length / n) * 1e6;
+    const total = own + perPeer * peers.length;
+    rows.push(`| ${size} | ${Math.round(field(result, 'conn_per_s'))} | ${own.toFixed(1)} | ${peers.length === 0 ? '-' : perPeer.toFixed(1)} | ${total.toFixed(1)} |`);
+    console.log(`${size} node(s): ${result}`);
+    await stopNodes(nodes);
+  }
+  console.log(`\n${n} connections to node 1 (3.1.1, clean, 64 in flight), connect and close; CPU per connection:\n`);
+  console.log('| nodes | conn/s on node 1 | node 1 (us) | each other node (us) | cluster total (us) |');
+  console.log('|---|---|---|---|---|');
+  for (const row of rows) console.log(row);
+}
+
 const mode = process.argv[2];
 if (mode === 'forward') await forward();
 else if (mode === 'takeover') await takeover(Number(process.argv[3] ?? 5000));
 else if (mode === 'hold') await hold(Number(process.argv[3] ?? 15000));
-else console.log('usage: bench.ts forward | takeover [n] | hold [per node]');
+else if (mode === 'registry') await registry(Number(process.argv[3] ?? 10000));
+else console.log('usage: bench.ts forward | takeover [n] | hold [per node] | registry [n]');
