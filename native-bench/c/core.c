@@ -384,12 +384,18 @@ int conn_flush(conn_t *c) {
 
 static int keep_input(conn_t *c, const uint8_t *p, size_t n) {
     if (n > c->in_cap) {
+        /* p may point into c->in (a carried partial packet being extended): realloc frees the old
+         * block, so p must follow the data to the new one (reading the old one crashed pubsub) */
+        uintptr_t at = (uintptr_t)p, base = (uintptr_t)c->in;
+        int inside = c->in != NULL && at >= base && at < base + c->in_cap;
+        size_t off = inside ? (size_t)(at - base) : 0;
         uint32_t cap = c->in_cap ? c->in_cap : 256;
         while (cap < n) cap *= 2;
         uint8_t *nb = realloc(c->in, cap);
         if (!nb) return -1;
         c->in = nb;
         c->in_cap = cap;
+        if (inside) p = nb + off;
     }
     memmove(c->in, p, n);
     c->in_len = (uint32_t)n;
