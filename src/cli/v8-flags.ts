@@ -7,9 +7,10 @@ import { isSea } from 'node:sea';
 
 /**
  * None: a flag added here applies to bin/tidemq and to the standalone binary alike, through a
- * relaunch whose waiting parent costs about 40 MB, more than a smaller young generation saves one
- * node (about 12 MB, README Performance). `start --nodes` gives its members theirs at fork
- * (host-nodes.ts MEMBER_V8_FLAGS).
+ * relaunch whose waiting parent costs memory of its own. Measured, none pays for it: a smaller
+ * young generation saves memory only right after a connect burst (V8 gives the grown one back
+ * once the node idles, whatever its size) and costs fan-out (README Performance). `start --nodes`
+ * gives its members theirs at fork (host-nodes.ts MEMBER_V8_FLAGS).
  */
 export const V8_FLAGS: readonly string[] = [];
 
