@@ -3,7 +3,7 @@ import type { SessionJournal } from './session-journal.js';
 import { DeliveryQueue, deliverySize } from './delivery-queue.js';
 import { ownPayload, type Message } from './message.js';
 import { bump, DropReason, LimitHit, type BrokerStats } from './stats.js';
-import { WheelTimer } from './timer-wheel.js';
+import type { TimerNode } from './timer-wheel.js';
 
 /** Options of one subscription, as granted (spec 3.8.3.1). */
 export interface SubscriptionOptions {
@@ -108,8 +108,8 @@ export class Session {
   disconnectedAt = 0;
   owner: SessionOwner | null = null;
   /** Session expiry and delayed will, on the shared wheel; created by the broker when needed. */
-  expiryTimer: WheelTimer | null = null;
-  willTimer: WheelTimer | null = null;
+  expiryTimer: TimerNode | null = null;
+  willTimer: TimerNode | null = null;
   /** Write-through to the store for a persistent session; null for a clean one, which never
    *  touches the store. */
   journal: SessionJournal | null = null;

@@ -5,10 +5,31 @@ import type { ClientConnection } from './broker.js';
 import { Message } from './message.js';
 import type { Router, RouterContext } from './router.js';
 import { Session, type SubscriptionOptions, type WillState } from './session.js';
-import { TimerWheel, WheelTimer } from './timer-wheel.js';
+import { TimerNode, type TimerWheel } from './timer-wheel.js';
 
 /** Session Expiry Interval meaning "never expires" [MQTT-3.1.2-?] (0xFFFFFFFF). */
 export const NEVER_EXPIRES = 0xffffffff;
+
+const enum SessionEnd {
+  Expiry,
+  Will,
+}
+
+/** A disconnected session's expiry or delayed will on the wheel: the session and its manager,
+ *  no closure per session. */
+class SessionTimer extends TimerNode {
+  constructor(
+    private readonly sessions: Sessions,
+    private readonly session: Session,
+    private readonly end: SessionEnd,
+  ) {
+    super();
+  }
+
+  fire(): void {
+    this.sessions.timerDue(this.session, this.end);
+  }
+}
 
 /** What a connection asks for when it opens a session. */
 export interface SessionRequest {
@@ -226,7 +247,7 @@ export class Sessions {
     const since = session.disconnectedAt;
     const wheel = this.ctx.wheel;
     if (session.expiryInterval !== NEVER_EXPIRES) {
-      session.expiryTimer ??= new WheelTimer(this, (sessions) => sessions.expire(session));
+      session.expiryTimer ??= new SessionTimer(this, session, SessionEnd.Expiry);
       wheel.schedule(session.expiryTimer, since + session.expiryInterval * 1000);
     }
     const will = session.will;
@@ -234,10 +255,16 @@ export class Sessions {
       const at = since + will.delay * 1000;
       if (at <= now) this.publishWill(session);
       else {
-        session.willTimer ??= new WheelTimer(this, (sessions) => sessions.publishWill(session));
+        session.willTimer ??= new SessionTimer(this, session, SessionEnd.Will);
         wheel.schedule(session.willTimer, at);
       }
     }
+  }
+
+  /** @internal A disconnected session's timer is due (SessionTimer). */
+  timerDue(session: Session, end: SessionEnd): void {
+    if (end === SessionEnd.Expiry) this.expire(session);
+    else this.publishWill(session);
   }
 
   private expire(session: Session): void {
