@@ -72,7 +72,7 @@ export interface ClusterStats extends ForwardingStats {
   readonly refusals: Map<string, number>;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
-  /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
+  /** Batches that sent them (one per REGISTRY_FLUSH_MS at most): changes / batches is the coalescing. */
   registryBatches: number;
 }
 
