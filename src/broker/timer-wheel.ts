@@ -38,7 +38,8 @@ export abstract class TimerNode {
 type FireFn<O> = { fire(owner: O, now: number): void }['fire'];
 
 /**
- * A timer is its owner and a module-level callback: no closure per connection or session.
+ * A timer for an owner and a module-level callback, no closure (the slow-consumer check, a PROXY
+ * header's deadline): for owners that are not timers themselves.
  */
 export class WheelTimer<O = unknown> extends TimerNode {
   constructor(
