@@ -31,15 +31,6 @@ declare module './rpc.js' {
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
 
-/**
- * How long registry changes gather before they go out. Every change reaches every peer, so what
- * a connect costs a cluster is mostly per message and per link write: gathered over 5 ms rather
- * than one event-loop turn, a connect burst costs each peer about a third and the node it lands
- * on no more as peers are added (native-bench/scripts/cluster-bench.ts registry). Claims carry
- * their own order (Registry), so a later arrival changes no outcome.
- */
-export const REGISTRY_FLUSH_MS = 5;
-
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();
 }
@@ -72,7 +63,7 @@ export interface ClusterStats extends ForwardingStats {
   readonly refusals: Map<string, number>;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
-  /** Batches that sent them (one per REGISTRY_FLUSH_MS at most): changes / batches is the coalescing. */
+  /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
   registryBatches: number;
 }
 
@@ -87,12 +78,15 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
   private readonly forwarding: Forwarding;
   private readonly registry: Registry;
   /**
-   * Registry changes of the last REGISTRY_FLUSH_MS, by client id: the claim's `at`, or null for a
-   * discard; the last change of a client wins. Sent together, leaving in one link frame per peer.
-   * Still as Reg/Unreg: a node of an earlier version (a blue-green upgrade's other half) reads them.
+   * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
+   * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
+   * CONNECTs the turn read), leaving in one link frame per peer. Still as Reg/Unreg: a node of an
+   * earlier version (a blue-green upgrade's other half) reads them. Not gathered for longer: over
+   * 5 ms a connect cost the cluster half as much, but a client reconnecting to another node
+   * right after connecting then found no session there (README Performance).
    */
   private readonly regOut = new Map<string, number | null>();
-  private regTimer: NodeJS.Timeout | null = null;
+  private regScheduled = false;
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly membership: Membership;
@@ -173,9 +167,6 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
 
   detach(): void {
     if (this.broker.cluster === this) this.broker.cluster = null;
-    if (this.regTimer !== null) clearTimeout(this.regTimer);
-    this.regTimer = null;
-    this.regOut.clear();
     this.forwarding.clear();
     this.registry.clear();
   }
@@ -331,12 +322,14 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
     // No peer to tell: one that links up later gets the whole registry in its RegSync.
     if (!this.hasLinks()) return;
     this.regOut.set(clientId, at);
-    this.regTimer ??= setTimeout(flushRegistry, REGISTRY_FLUSH_MS, this);
+    if (this.regScheduled) return;
+    this.regScheduled = true;
+    setImmediate(flushRegistry, this);
   }
 
-  /** @internal Sends the registry changes gathered since the first unsent one (timer callback). */
+  /** @internal Sends this turn's registry changes (setImmediate callback). */
   flushRegistry(): void {
-    this.regTimer = null;
+    this.regScheduled = false;
     if (this.regOut.size === 0) return;
     const changes = this.regOut.size;
     // A peer whose link comes up later gets the registry itself in its RegSync (sendState).

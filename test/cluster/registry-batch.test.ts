@@ -1,5 +1,5 @@
-// The client registry on a connect burst: a node announces the sessions opened within
-// REGISTRY_FLUSH_MS together (coalesced per client id), and the peer still learns every one (a
+// The client registry on a connect burst: a node announces the sessions opened in one event-loop
+// turn together, once per turn (coalesced per client id), and the peer still learns every one (a
 // client id it holds is taken over from there) and every discard.
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
@@ -7,7 +7,7 @@ import { connectListening, metric, startCluster, waitFor } from './support.js';
 
 const BURST = 200;
 
-t.test('a burst of connects on node 1 reaches node 2, announced in batches', async (t) => {
+t.test('a burst of connects on node 1 reaches node 2, announced once per event-loop turn', async (t) => {
   const [n1, n2] = await startCluster(t, 2);
   if (n1 === undefined || n2 === undefined) throw new Error('no cluster');
   const clients: MqttClient[] = [];
@@ -22,7 +22,7 @@ t.test('a burst of connects on node 1 reaches node 2, announced in batches', asy
   const changes = await metric(n1, 'tidemq_cluster_registry_changes_total');
   const batches = await metric(n1, 'tidemq_cluster_registry_batches_total');
   t.equal(changes, BURST, 'one change per session opened');
-  t.ok(batches >= 1 && batches < changes, `coalesced: ${changes} changes in ${batches} batches`);
+  t.ok(batches >= 1 && batches < changes, `coalesced: ${changes} changes in ${batches} turns`);
   // Node 2 knows where each session is: the same client id there takes the session over.
   for (const i of [0, BURST / 2, BURST - 1]) {
     const { connack } = await connectListening(t, n2.mqttPort, { clientId: `burst${i}`, clean: false }, () => {});
