@@ -14,6 +14,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { v5 } from '../../test/helpers/admin.js';
+import { num, parseResult } from '../lib/nbench.js';
 import { ensureBuilt, repoRoot } from '../../test/helpers/build.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { spawnProcess, type ManagedProcess } from '../../test/helpers/process.js';
@@ -195,11 +196,6 @@ async function hold(perNode: number): Promise<void> {
   await stopNodes(nodes);
 }
 
-/** RESULT field `key` of an nbench output, as a number. */
-function field(result: string, key: string): number {
-  return Number(new RegExp(`\\b${key}=([0-9.]+)`).exec(result)?.[1] ?? Number.NaN);
-}
-
 async function registry(n: number): Promise<void> {
   const rows: string[] = [];
   for (const size of [1, 2, 4, 8]) {
@@ -214,7 +210,7 @@ async function registry(n: number): Promise<void> {
     const peers = used.slice(1);
     const perPeer = peers.length === 0 ? 0 : (peers.reduce((a, b) => a + b, 0) / peers.length / n) * 1e6;
     const total = own + perPeer * peers.length;
-    rows.push(`| ${size} | ${Math.round(field(result, 'conn_per_s'))} | ${own.toFixed(1)} | ${peers.length === 0 ? '-' : perPeer.toFixed(1)} | ${total.toFixed(1)} |`);
+    rows.push(`| ${size} | ${Math.round(num(parseResult(result) ?? {}, 'conn_per_s'))} | ${own.toFixed(1)} | ${peers.length === 0 ? '-' : perPeer.toFixed(1)} | ${total.toFixed(1)} |`);
     console.log(`${size} node(s): ${result}`);
     await stopNodes(nodes);
   }

@@ -13,7 +13,7 @@ import { TcpConnection } from '../../src/broker/tcp-connection.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { testBroker } from '../helpers/broker.js';
 import { FakeTransport } from '../helpers/fake-transport.js';
-import { bytes, connectBytes } from './support.js';
+import { bytes, connectBytes, waitFor } from './support.js';
 
 t.test('QoS 0 is dropped while congested; queued QoS 1/2 is delivered when the transport drains', async (t) => {
   const broker = testBroker();
@@ -75,7 +75,7 @@ t.test("over TCP: 'drain' is listened for only while congested, and what waited 
   parser.on('packet', (p: mqttPacket.Packet) => received.push(p));
   client.on('data', (chunk: Buffer) => parser.parse(chunk));
   client.write(Buffer.concat([connectBytes('tcp-slow', 4), bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'tcp/#', qos: 1 }] })]));
-  await until(() => received.some((p) => p.cmd === 'suback'));
+  await waitFor(() => received.some((p) => p.cmd === 'suback'), 'SUBACK');
   t.equal(socket.listenerCount('drain'), 0, 'nor a connected one that keeps up');
 
   const pubT = new FakeTransport(4);
@@ -95,12 +95,7 @@ t.test("over TCP: 'drain' is listened for only while congested, and what waited 
   t.equal(socket.listenerCount('drain'), 1, 'congested: now it listens for drain');
 
   client.resume();
-  await until(() => received.some((p) => p.cmd === 'publish' && p.topic === 'tcp/last'));
+  await waitFor(() => received.some((p) => p.cmd === 'publish' && p.topic === 'tcp/last'), 'the queued QoS 1', 10_000);
   t.equal(socket.listenerCount('drain'), 0, 'the queued QoS 1 went out on drain, and the listener with it');
 });
 
-/** Polls `cond` every 10 ms for at most 10 s. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  if (!cond()) throw new Error('condition not met within 10 s');
-}
