@@ -188,15 +188,21 @@ function awaitProxyHeader(socket: GatedSocket, broker: Broker, handoff: StreamHa
   socket.on('data', onProxyData);
 }
 
+/** The accept queue of a stream listener (SOMAXCONN caps it). */
+export const STREAM_BACKLOG = 4096;
+
+export interface ListenOptions {
+  /** A port of this process's own, also in a `start --nodes` member (node:cluster workers share
+   *  their primary's sockets otherwise). */
+  exclusive?: boolean;
+}
+
 /**
  * A stream listener (TCP, and TLS before its handshake): admission by the gate, then the PROXY
  * header when proxy_protocol is on, then `handoff`. Without PROXY the accepted socket goes
  * straight to its owner, with nothing added on its data path.
  */
-/** The accept queue of a stream listener (SOMAXCONN caps it). */
-export const STREAM_BACKLOG = 4096;
-
-export async function listenStream(broker: Broker, gate: ListenerGate, host: string, port: number, handoff: StreamHandoff): Promise<net.Server> {
+export async function listenStream(broker: Broker, gate: ListenerGate, host: string, port: number, handoff: StreamHandoff, options: ListenOptions = {}): Promise<net.Server> {
   const proxy = broker.config.listeners.proxy_protocol;
   const server = net.createServer({ noDelay: true }, (socket) => {
     if (!gate.admit()) {
@@ -212,7 +218,7 @@ export async function listenStream(broker: Broker, gate: ListenerGate, host: str
   server.on('error', (err) => gate.serverError(err));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, backlog: STREAM_BACKLOG }, () => {
+    server.listen({ host, port, backlog: STREAM_BACKLOG, exclusive: options.exclusive ?? false }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -221,12 +227,13 @@ export async function listenStream(broker: Broker, gate: ListenerGate, host: str
 }
 
 /** The MQTT/TCP listener. */
-export function listenTcp(broker: Broker, gate: ListenerGate, host: string, port: number): Promise<net.Server> {
-  return listenStream(broker, gate, host, port, (socket, address, early) => {
+export function listenTcp(broker: Broker, gate: ListenerGate, host: string, port: number, options: ListenOptions = {}): Promise<net.Server> {
+  const handoff: StreamHandoff = (socket, address, early) => {
     const conn = new TcpConnection(socket, broker, address);
     if (early !== undefined) conn.protocol.receive(early);
     // Paused for its PROXY header: it flows again now that its owner listens (unless the early
     // bytes were a CONNECT that now waits for its verdict with reading paused).
     if (socket.isPaused() && !conn.readPaused) socket.resume();
-  });
+  };
+  return listenStream(broker, gate, host, port, handoff, options);
 }
