@@ -96,6 +96,10 @@ class RareState {
   pending: Array<[number, Buffer]> | null = null;
   pendingBytes = 0;
   slowTimer: WheelTimer<Protocol> | null = null;
+  /** ms since the output has been over mqtt.max_output_buffer without draining, 0 when not. */
+  slowSince = 0;
+  /** Connection-level bounds already logged for this client (bit per LimitHit). */
+  limitsLogged = 0;
   /** The password check this connection waits for: cancelled if it closes first. */
   authCheck: PendingCheck | null = null;
   /** PUBACK/PUBREC waiting for store writes to be durable, in PUBLISH order; how many of them
@@ -125,10 +129,6 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
   private connectingHeld = 0;
   /** The CONNECT's size while it waits for its verdict. */
   private connectBytes = 0;
-  /** ms since the output has been over mqtt.max_output_buffer without draining, 0 when not. */
-  private slowSince = 0;
-  /** Connection-level bounds already logged for this client (bit per LimitHit). */
-  private limitsLogged = 0;
 
   constructor(
     private readonly broker: Broker,
@@ -152,18 +152,18 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
    *  a connection that stays over it for mqtt.slow_consumer_timeout is closed. */
   get congested(): boolean {
     if (this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) return false;
-    if (this.slowSince === 0) this.overOutputMark();
+    if (this.rare === null || this.rare.slowSince === 0) this.overOutputMark();
     return true;
   }
 
   private overOutputMark(): void {
-    this.slowSince = Date.now();
+    const cold = this.cold;
+    cold.slowSince = Date.now();
     if (this.transport.awaitDrain !== undefined) this.transport.awaitDrain();
     const timeout = this.broker.config.mqtt.slow_consumer_timeout;
     if (timeout === 0) return;
-    const cold = this.cold;
     cold.slowTimer ??= new WheelTimer(this, Protocol.checkSlow);
-    this.broker.wheel.schedule(cold.slowTimer, this.slowSince + timeout * 1000);
+    this.broker.wheel.schedule(cold.slowTimer, cold.slowSince + timeout * 1000);
   }
 
   private static checkSlow(self: Protocol, now: number): void {
@@ -171,12 +171,13 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
   }
 
   private checkSlow(now: number): void {
-    if (this.state !== State.Connected || this.slowSince === 0) return;
+    const cold = this.rare;
+    if (this.state !== State.Connected || cold === null || cold.slowSince === 0) return;
     if (this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
-      this.slowSince = 0;
+      cold.slowSince = 0;
       return;
     }
-    this.broker.log.debug({ clientId: this.clientId, backlog: this.transport.backlog, overForMs: now - this.slowSince }, 'slow consumer');
+    this.broker.log.debug({ clientId: this.clientId, backlog: this.transport.backlog, overForMs: now - cold.slowSince }, 'slow consumer');
     this.hitLimit(LimitHit.SlowConsumer);
     // Quota exceeded: its share of the node's output memory. The DISCONNECT could only queue
     // behind the output it does not read, so the connection is dropped with that output.
@@ -185,7 +186,8 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
   }
 
   private hitLimit(limit: LimitHit): void {
-    this.limitsLogged = this.broker.stats.hitLimit(limit, this.clientId, this.limitsLogged);
+    const cold = this.cold;
+    cold.limitsLogged = this.broker.stats.hitLimit(limit, this.clientId, cold.limitsLogged);
   }
 
   get connected(): boolean {
@@ -437,7 +439,6 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
       if (props.maximumPacketSize !== undefined) this.cold.clientMaxPacketSize = props.maximumPacketSize;
       if (props.topicAliasMaximum !== undefined) this.cold.clientTopicAliasMax = props.topicAliasMaximum;
     }
-    this.reader.maxPacketSize = mqtt.max_packet_size;
 
     const { session, present } = this.broker.sessions.open(
       { clientId: this.clientId, username: this.username, cleanStart: c.cleanStart, expiryInterval: cappedExpiry, will },
@@ -847,10 +848,10 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
    * with nothing in flight no acknowledgement would ever drain them.
    */
   drained(): void {
-    if (this.slowSince !== 0 && this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
-      this.slowSince = 0;
-      const slowTimer = this.rare?.slowTimer;
-      if (slowTimer !== undefined && slowTimer !== null) this.broker.wheel.cancel(slowTimer);
+    const cold = this.rare;
+    if (cold !== null && cold.slowSince !== 0 && this.transport.backlog <= this.broker.config.mqtt.max_output_buffer) {
+      cold.slowSince = 0;
+      if (cold.slowTimer !== null) this.broker.wheel.cancel(cold.slowTimer);
     }
     const session = this.session;
     if (this.state === State.Connected && session !== null && session.owner === this) session.drain(this, this.broker.limits, this.broker.stats);

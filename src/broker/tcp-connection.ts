@@ -15,13 +15,23 @@ interface ClientSocket extends Socket {
   tidemqGate?: ListenerGate;
 }
 
+/** TcpConnection.flags: three booleans in one small integer (memory per connection). */
+const enum Flag {
+  /** Corked for the rest of this turn (in `corked`). */
+  Corked = 1,
+  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
+  ReadPaused = 2,
+  /** A 'drain' listener is set (awaitDrain). */
+  DrainAwaited = 4,
+}
+
 const corked: TcpConnection[] = [];
 let flushScheduled = false;
 
 function flushCorked(): void {
   flushScheduled = false;
   for (const c of corked) {
-    c.corked = false;
+    c.flags &= ~Flag.Corked;
     c.socket.uncork();
   }
   corked.length = 0;
@@ -40,7 +50,7 @@ function onClose(this: ClientSocket): void {
 }
 
 function onDrain(this: ClientSocket): void {
-  this.tidemq.drainAwaited = false;
+  this.tidemq.flags &= ~Flag.DrainAwaited;
   this.tidemq.protocol.drained();
 }
 
@@ -57,11 +67,8 @@ function cutOff(conn: TcpConnection): void {
 
 export class TcpConnection implements Transport {
   readonly protocol: Protocol;
-  corked = false;
-  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
-  readPaused = false;
-  /** A 'drain' listener is set (awaitDrain). */
-  drainAwaited = false;
+  /** @internal Flag bits. */
+  flags = 0;
 
   /**
    * `address`: the client's address from a PROXY header, else the socket's own. `username`: an
@@ -91,14 +98,19 @@ export class TcpConnection implements Transport {
     return this.address === undefined ? this.socket.remotePort : undefined;
   }
 
+  /** The protocol asked to stop reading (its CONNECT awaits a verdict or a session). */
+  get readPaused(): boolean {
+    return (this.flags & Flag.ReadPaused) !== 0;
+  }
+
   get backlog(): number {
     return this.socket.writableLength;
   }
 
   /** Only a congested connection listens for 'drain': one listener fewer on every socket. */
   awaitDrain(): void {
-    if (this.drainAwaited) return;
-    this.drainAwaited = true;
+    if ((this.flags & Flag.DrainAwaited) !== 0) return;
+    this.flags |= Flag.DrainAwaited;
     this.socket.once('drain', onDrain);
   }
 
@@ -142,18 +154,18 @@ export class TcpConnection implements Transport {
   }
 
   pause(): void {
-    this.readPaused = true;
+    this.flags |= Flag.ReadPaused;
     this.socket.pause();
   }
 
   resume(): void {
-    this.readPaused = false;
+    this.flags &= ~Flag.ReadPaused;
     this.socket.resume();
   }
 
   private cork(): void {
-    if (this.corked) return;
-    this.corked = true;
+    if ((this.flags & Flag.Corked) !== 0) return;
+    this.flags |= Flag.Corked;
     this.socket.cork();
     corked.push(this);
     if (!flushScheduled) {

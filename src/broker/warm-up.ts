@@ -22,6 +22,13 @@ import { TimerWheel } from './timer-wheel.js';
 export const WARM_UP_CYCLES = 1000;
 /** Connections in their handshake at once: enough to keep both ends busy. */
 const IN_FLIGHT = 32;
+/**
+ * The first cycles run one at a time. V8 sizes the objects of a constructor by the first few it
+ * makes (slack tracking): were those all client sockets, the two properties a broker socket gets
+ * (tcp-connection.ts, tcp-listener.ts) would not fit in the Socket object, and every connection
+ * would carry an extra property array (40 bytes, measured with a heap snapshot).
+ */
+const ALONE = 8;
 /** A warm-up not done by then (a host under load) is cut short: better a cold node than a late one. */
 export const WARM_UP_DEADLINE_MS = 5000;
 
@@ -74,7 +81,7 @@ export async function warmConnectPath(config: Config, cycles = WARM_UP_CYCLES, d
     }, deadlineMs);
     const next = (): void => {
       if (started === last && open.size === 0) return resolve();
-      while (open.size < IN_FLIGHT && started < last) {
+      while (open.size < (started < ALONE ? 1 : IN_FLIGHT) && started < last) {
         const i = started++;
         // As clients send it: clean, keepalive 60, no properties; one in four 5.0.
         const version: ProtocolVersion = i % 4 === 0 ? 5 : 4;

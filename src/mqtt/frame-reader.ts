@@ -32,20 +32,33 @@ export function checkFixedHeader(header: number): void {
   }
 }
 
+/** A packet split across chunks: the start of its fixed header, or its body being filled. Only a
+ *  connection in the middle of one holds it (most never do). */
+class SplitFrame {
+  /** At most 5 bytes: header byte + 4 varint bytes; allocated on the first split header. */
+  head: Buffer | undefined = undefined;
+  headLen = 0;
+  header = 0;
+  /** Allocated once at the packet's remaining length. */
+  body: Buffer | undefined = undefined;
+  filled = 0;
+}
+
+const enum Phase {
+  /** No packet delivered yet: the next must be CONNECT, within maxConnectSize. */
+  First,
+  Reading,
+  /** A bad packet or the handler stopped it: nothing more is delivered. */
+  Halted,
+}
+
 export class FrameReader {
   /** Max remaining+header size for packets after the first; mutable (the broker may lower it). */
   maxPacketSize: number;
   private readonly maxConnectSize: number;
   private readonly handler: FrameHandler;
-  private first = true;
-  private halted = false;
-  /** Start of a fixed header split across chunks (at most 4 bytes: header byte + 3 varint bytes). */
-  private head: Buffer | undefined; // allocated on the first split header: most connections never see one
-  private headLen = 0;
-  /** The packet being assembled from several chunks. */
-  private header = 0;
-  private body: Buffer | undefined;
-  private filled = 0;
+  private phase = Phase.First;
+  private split: SplitFrame | null = null;
 
   constructor(handler: FrameHandler, maxConnectSize: number, maxPacketSize: number) {
     this.handler = handler;
@@ -56,24 +69,27 @@ export class FrameReader {
   /** Bytes held for an incomplete packet (for bounds/metrics): a split fixed header, or the
    *  body received so far (its buffer is allocated once at the full remaining length). */
   get buffered(): number {
-    return this.headLen + this.filled;
+    const split = this.split;
+    return split === null ? 0 : split.headLen + split.filled;
   }
 
   /** Bytes allocated for an incomplete packet: a split fixed header, or the whole body buffer
    *  (allocated at its declared length when its first bytes arrive). */
   get reserved(): number {
-    return this.headLen + (this.body === undefined ? 0 : this.body.length);
+    const split = this.split;
+    return split === null ? 0 : split.headLen + (split.body === undefined ? 0 : split.body.length);
   }
 
   /** Feeds socket bytes. Throws ProtocolError on a bad fixed header before buffering any body.
    *  An error thrown by onFrame (e.g. from a decoder) also propagates from here, and either
    *  halts the reader for good. */
   push(chunk: Buffer): void {
-    if (this.halted) return;
+    if (this.phase === Phase.Halted) return;
     try {
       this.consume(chunk);
     } catch (err) {
-      this.halted = true; // the connection is closing; never deliver past a bad packet
+      this.phase = Phase.Halted; // the connection is closing; never deliver past a bad packet
+      this.split = null;
       throw err;
     }
   }
@@ -81,11 +97,9 @@ export class FrameReader {
   private consume(chunk: Buffer): void {
     const end = chunk.length;
     let pos = 0;
-    if (this.body !== undefined) {
-      pos = this.fill(chunk, 0);
-      if (this.body !== undefined) return;
-    } else if (this.headLen > 0) {
-      pos = this.completeHead(chunk);
+    const split = this.split;
+    if (split !== null) {
+      pos = split.body !== undefined ? this.fill(split, chunk, 0) : this.completeHead(split, chunk);
       if (pos < 0) return;
     }
     while (pos < end) {
@@ -93,8 +107,9 @@ export class FrameReader {
       this.checkHeader(header);
       const length = parseVarint(chunk, pos + 1, end);
       if (length === VARINT_INCOMPLETE) {
-        chunk.copy((this.head ??= Buffer.allocUnsafe(5)), 0, pos, end);
-        this.headLen = end - pos;
+        const held = (this.split ??= new SplitFrame());
+        chunk.copy((held.head ??= Buffer.allocUnsafe(5)), 0, pos, end);
+        held.headLen = end - pos;
         return;
       }
       const start = pos + 1 + this.checkLength(length);
@@ -102,57 +117,61 @@ export class FrameReader {
         pos = start + length;
         if (!this.deliver(header, chunk.subarray(start, pos))) return;
       } else {
-        this.header = header;
-        this.body = Buffer.allocUnsafe(length);
-        this.filled = 0;
-        this.fill(chunk, start);
+        const held = (this.split ??= new SplitFrame());
+        held.header = header;
+        held.body = Buffer.allocUnsafe(length);
+        held.filled = 0;
+        this.fill(held, chunk, start);
         return;
       }
     }
   }
 
-  /** Appends the next bytes of a split fixed header; returns the chunk position after it, or -1. */
-  private completeHead(chunk: Buffer): number {
-    const head = this.head as Buffer; // set when headLen > 0
-    const had = this.headLen;
+  /** Appends the next bytes of a split fixed header; returns the chunk position after its packet
+   *  (when the chunk completes it), or -1 while more bytes are needed. */
+  private completeHead(split: SplitFrame, chunk: Buffer): number {
+    const head = split.head as Buffer; // set with headLen
+    const had = split.headLen;
     const take = Math.min(head.length - had, chunk.length);
     chunk.copy(head, had, 0, take);
     const length = parseVarint(head, 1, had + take);
     if (length === VARINT_INCOMPLETE) {
-      this.headLen = had + take;
+      split.headLen = had + take;
       return -1;
     }
     const headerBytes = 1 + this.checkLength(length);
-    const header = head[0]!;
-    this.headLen = 0;
-    const pos = headerBytes - had;
-    this.header = header;
-    this.body = Buffer.allocUnsafe(length);
-    this.filled = 0;
-    return this.fill(chunk, pos);
+    split.headLen = 0;
+    split.header = head[0]!;
+    split.body = Buffer.allocUnsafe(length);
+    split.filled = 0;
+    return this.fill(split, chunk, headerBytes - had);
   }
 
-  /** Copies chunk bytes from `pos` into the pending body; delivers it when full. */
-  private fill(chunk: Buffer, pos: number): number {
-    const body = this.body!;
-    const n = Math.min(body.length - this.filled, chunk.length - pos);
-    chunk.copy(body, this.filled, pos, pos + n);
-    this.filled += n;
-    if (this.filled < body.length) return chunk.length;
-    this.body = undefined;
-    this.filled = 0;
-    return this.deliver(this.header, body) ? pos + n : chunk.length;
+  /** Copies chunk bytes from `pos` into the split body; delivers it when full. Returns the chunk
+   *  position after it, or -1 while more bytes are needed (or the reader halted). */
+  private fill(split: SplitFrame, chunk: Buffer, pos: number): number {
+    const body = split.body!;
+    const n = Math.min(body.length - split.filled, chunk.length - pos);
+    chunk.copy(body, split.filled, pos, pos + n);
+    split.filled += n;
+    if (split.filled < body.length) return -1;
+    this.split = null;
+    return this.deliver(split.header, body) ? pos + n : -1;
   }
 
   private deliver(header: number, body: Buffer): boolean {
-    this.first = false;
-    if (this.handler.onFrame(header, body) === false) this.halted = true;
-    return !this.halted;
+    this.phase = Phase.Reading;
+    if (this.handler.onFrame(header, body) === false) {
+      this.phase = Phase.Halted;
+      this.split = null;
+      return false;
+    }
+    return true;
   }
 
   private checkHeader(header: number): void {
     // [MQTT-3.1.0-1] The first packet from a client must be CONNECT.
-    if (this.first && header >> 4 !== PacketType.CONNECT) {
+    if (this.phase === Phase.First && header >> 4 !== PacketType.CONNECT) {
       throw new ProtocolError(ReasonCode.ProtocolError, 'first packet is not CONNECT');
     }
     checkFixedHeader(header);
@@ -162,7 +181,7 @@ export class FrameReader {
   private checkLength(length: number): number {
     if (length < 0) throw new ProtocolError(ReasonCode.MalformedPacket, 'bad remaining length'); // [MQTT-1.5.5-1]
     const size = varintSize(length);
-    const limit = this.first ? this.maxConnectSize : this.maxPacketSize;
+    const limit = this.phase === Phase.First ? this.maxConnectSize : this.maxPacketSize;
     if (1 + size + length > limit) {
       throw new ProtocolError(ReasonCode.PacketTooLarge, `packet of ${1 + size + length} bytes over the limit ${limit}`);
     }
