@@ -33,6 +33,8 @@ const ALONE = 8;
 export const WARM_UP_DEADLINE_MS = 5000;
 
 export interface WarmUpResult {
+  /** The scratch listener's port (0 when it could not listen). */
+  port: number;
   cycles: number;
   /** CONNECTs answered with an accepting CONNACK (all of them, unless something failed). */
   accepted: number;
@@ -52,9 +54,9 @@ function scratchConfig(config: Config): Config {
 /**
  * Runs `cycles` CONNECT / CONNACK / close cycles (3.1.1 and 5.0; a DISCONNECT or the client
  * closing) from in-process clients to a scratch broker listening on a loopback port of its own
- * (exclusive: in a `start --nodes` member it is not the shared port). Resolves once every client
- * socket of it is closed, or at `deadlineMs` (the rest are closed then); a listen that fails (no
- * loopback) resolves with nothing accepted: the node then starts cold.
+ * (exclusive: in a `start --nodes` member it is not the shared port). Resolves once every socket
+ * of it is closed: after its cycles, or at `deadlineMs` (those in flight are reset then); a listen
+ * that fails (no loopback) resolves with nothing accepted: the node then starts cold.
  */
 export async function warmConnectPath(config: Config, cycles = WARM_UP_CYCLES, deadlineMs = WARM_UP_DEADLINE_MS): Promise<WarmUpResult> {
   const start = Date.now();
@@ -65,7 +67,7 @@ export async function warmConnectPath(config: Config, cycles = WARM_UP_CYCLES, d
   try {
     server = await listenTcp(broker, new ListenerGate('tcp', broker, 0), '127.0.0.1', 0, { exclusive: true });
   } catch {
-    return { cycles: 0, accepted: 0, ms: Date.now() - start };
+    return { port: 0, cycles: 0, accepted: 0, ms: Date.now() - start };
   }
   const port = (server.address() as net.AddressInfo).port;
   const disconnect = encodePacket({ type: PacketType.DISCONNECT, reasonCode: 0 }, 4);
@@ -73,38 +75,41 @@ export async function warmConnectPath(config: Config, cycles = WARM_UP_CYCLES, d
   let started = 0;
   let last = cycles; // lowered to `started` at the deadline: no new cycle after it
   let accepted = 0;
-  let deadline: NodeJS.Timeout | undefined;
-  await new Promise<void>((resolve) => {
-    deadline = setTimeout(() => {
-      last = started;
-      resolve();
-    }, deadlineMs);
-    const next = (): void => {
-      if (started === last && open.size === 0) return resolve();
-      while (open.size < (started < ALONE ? 1 : IN_FLIGHT) && started < last) {
-        const i = started++;
-        // As clients send it: clean, keepalive 60, no properties; one in four 5.0.
-        const version: ProtocolVersion = i % 4 === 0 ? 5 : 4;
-        const connect = encodePacket({ type: PacketType.CONNECT, protocolName: 'MQTT', protocolVersion: version, cleanStart: true, keepalive: 60, clientId: `warm-up-${i}` }, version);
-        const socket = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => socket.write(connect));
-        open.add(socket);
-        socket.once('data', (connack: Buffer) => {
-          // CONNACK's return code (3.1.1) or reason code (5.0) is its fourth byte: 0 accepts.
-          if (connack[0] === 0x20 && connack[3] === 0) accepted++;
-          if (i % 2 === 0) socket.end(disconnect);
-          else socket.destroy();
-        });
-        socket.on('error', () => socket.destroy());
-        socket.once('close', () => {
-          open.delete(socket);
-          next();
-        });
-      }
-    };
-    next();
-  });
+  let allClosed = (): void => {};
+  const closed = new Promise<void>((resolve) => (allClosed = resolve));
+  const next = (): void => {
+    while (open.size < (started < ALONE ? 1 : IN_FLIGHT) && started < last) {
+      const i = started++;
+      // As clients send it: clean, keepalive 60, no properties; one in four 5.0.
+      const version: ProtocolVersion = i % 4 === 0 ? 5 : 4;
+      const connect = encodePacket({ type: PacketType.CONNECT, protocolName: 'MQTT', protocolVersion: version, cleanStart: true, keepalive: 60, clientId: `warm-up-${i}` }, version);
+      const socket = net.connect({ port, host: '127.0.0.1', noDelay: true }, () => socket.write(connect));
+      open.add(socket);
+      socket.once('data', (connack: Buffer) => {
+        // CONNACK's return code (3.1.1) or reason code (5.0) is its fourth byte: 0 accepts.
+        if (connack[0] === 0x20 && connack[3] === 0) accepted++;
+        // No client port may linger in TIME_WAIT (60 s): a later listen on it (a port in the
+        // ephemeral range, a sibling's or a restarted member's) would fail with EADDRINUSE. After
+        // a DISCONNECT the broker closes first, so the wait is on the scratch port; otherwise RST.
+        if (i % 2 === 0) socket.write(disconnect);
+        else socket.resetAndDestroy();
+      });
+      socket.on('error', () => socket.destroy());
+      socket.once('close', () => {
+        open.delete(socket);
+        next();
+      });
+    }
+    if (open.size === 0) allClosed(); // every cycle done, or cut short and every socket closed
+  };
+  const deadline = setTimeout(() => {
+    last = started;
+    for (const socket of open) socket.resetAndDestroy();
+  }, deadlineMs);
+  next();
+  await closed;
   clearTimeout(deadline);
-  for (const socket of open) socket.destroy();
-  server.close();
-  return { cycles: started, accepted, ms: Date.now() - start };
+  // Once the broker's ends have closed too (they follow their clients').
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return { port, cycles: started, accepted, ms: Date.now() - start };
 }

@@ -2,6 +2,7 @@
 // (accepted, both protocol versions), no limit or gate of the node holds them up, it ends by a
 // deadline, it leaves no socket behind, and nothing of it reaches the node's own broker, counters
 // or logs.
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import t from 'tap';
 import { warmConnectPath } from '../../src/broker/warm-up.js';
@@ -20,6 +21,25 @@ t.test('every warm-up CONNECT is accepted, 3.1.1 and 5.0 alike, and no socket st
   t.equal(result.cycles, 200);
   t.equal(result.accepted, 200);
   await waitFor(() => tcpHandles() === before, 'the warm-up sockets and its listener closed');
+});
+
+/** IPv4 sockets in TIME_WAIT whose peer is 127.0.0.1:`port` (the client ends of that port's connections). */
+function clientsInTimeWait(port: number): number {
+  const peer = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  // Columns: sl local_address rem_address st ...; st 06 is TIME_WAIT.
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((line) => {
+      const cols = line.trim().split(/\s+/);
+      return cols[2] === peer && cols[3] === '06';
+    }).length;
+}
+
+t.test('no client port is left in TIME_WAIT, where it would block a later listen on it', async (t) => {
+  const result = await warmConnectPath(defaultConfig(), 200);
+  t.equal(result.accepted, 200);
+  t.equal(clientsInTimeWait(result.port), 0, `no TIME_WAIT on the client side of port ${result.port}`);
 });
 
 t.test("the node's password file, ACL, PROXY header and admission limits do not apply to the scratch broker", async (t) => {
