@@ -11,7 +11,7 @@ import { LoginThrottle } from './broker/login-throttle.js';
 import { Broker } from './broker/broker.js';
 import { serverSwitch, type AcceptSwitch } from './broker/accept-switch.js';
 import { ListenerGate, listenTcp, STREAM_BACKLOG, type ListenerName, type ListenerStats } from './broker/tcp-listener.js';
-import { TimerWheel } from './broker/timer-wheel.js';
+import { TimerWheel, WHEEL_TICK_MS } from './broker/timer-wheel.js';
 import { warmConnectPath } from './broker/warm-up.js';
 import { listenTls } from './broker/tls-listener.js';
 import { listenWs } from './broker/ws-listener.js';
@@ -25,8 +25,6 @@ import type { EvictionAgent } from './rebalance/eviction-agent.js';
 import { NodeRebalance } from './rebalance/service.js';
 import { LmdbStore } from './store/lmdb-store.js';
 
-/** Resolution of the shared timer wheel: keepalives and deadlines are checked this often. */
-const WHEEL_TICK_MS = 250;
 /** Background store maintenance: entries of ended sessions deleted this many at a time, this often. */
 const SWEEP_BATCH = 5000;
 const SWEEP_INTERVAL_MS = 1000;

@@ -2,6 +2,9 @@
 // (DESIGN.md principle 4). A hashed wheel: each slot is an intrusive doubly linked list, so
 // scheduling, rescheduling and cancelling are O(1) and allocate nothing.
 
+/** Resolution of a node's shared timer wheel: keepalives and deadlines are checked this often. */
+export const WHEEL_TICK_MS = 250;
+
 /** Slots per revolution; a power of two so the slot is a mask. At a 250 ms tick one turn is ~17 min. */
 const SLOTS = 4096;
 const MASK = SLOTS - 1;
