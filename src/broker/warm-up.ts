@@ -19,7 +19,7 @@ import { TimerWheel, WHEEL_TICK_MS } from './timer-wheel.js';
 
 /** Cycles enough for V8 to optimize the connect path, Node's socket code included (about 250 ms
  *  on one core of the 2-core machine). */
-export const WARM_UP_CYCLES = 1000;
+const WARM_UP_CYCLES = 1000;
 /** Connections in their handshake at once: enough to keep both ends busy. */
 const IN_FLIGHT = 32;
 /**
@@ -30,7 +30,7 @@ const IN_FLIGHT = 32;
  */
 const ALONE = 8;
 /** A warm-up not done by then (a host under load) is cut short: better a cold node than a late one. */
-export const WARM_UP_DEADLINE_MS = 5000;
+const WARM_UP_DEADLINE_MS = 5000;
 
 export interface WarmUpResult {
   /** The scratch listener's port (0 when it could not listen). */

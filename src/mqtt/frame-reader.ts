@@ -53,7 +53,8 @@ const enum Phase {
 }
 
 export class FrameReader {
-  /** Max remaining+header size for packets after the first; mutable (the broker may lower it). */
+  /** Max remaining+header size for packets after the first; a lowered value applies from the next
+   *  packet on (the protocol keeps the configured one). */
   maxPacketSize: number;
   private readonly maxConnectSize: number;
   private readonly handler: FrameHandler;
