@@ -7,6 +7,7 @@ import { startAdminServer } from './admin/server.js';
 import { VERSION } from './admin/version.js';
 import { loadAcl } from './broker/acl.js';
 import { createAuthenticator } from './broker/auth.js';
+import { growFdTable, nodeFdTableGoal } from './broker/fd-table.js';
 import { LoginThrottle } from './broker/login-throttle.js';
 import { Broker } from './broker/broker.js';
 import { serverSwitch, type AcceptSwitch } from './broker/accept-switch.js';
@@ -153,8 +154,10 @@ export async function startNode(config: Config, log: Logger, hooks: NodeHooks = 
   const broker = new Broker(config, wheel, authenticator, acl, log, store);
   const restored = broker.sessions.restore(Date.now());
   log.info({ path: store.path, ...restored }, 'session store loaded');
-  const warm = await warmConnectPath(config);
+  // Both before the listeners, side by side: the table grows on a worker thread.
+  const [warm, fdTable] = await Promise.all([warmConnectPath(config), growFdTable(nodeFdTableGoal(config.mqtt.max_connections))]);
   log.debug(warm, 'connect path warmed up');
+  log.debug(fdTable, 'file descriptor table grown');
   const sweeper = setInterval(() => store.sweep(SWEEP_BATCH), SWEEP_INTERVAL_MS);
   sweeper.unref();
   wheel.start();
