@@ -3,7 +3,7 @@
 // reporting the broker's largest RSS growth over its RSS before the flood.
 import { connect, type Socket } from 'node:net';
 import { flood, partialConnect, sampleRss, seqSubscriber, subscribeMany, type Track } from './floods.js';
-import { cpuSeconds, sleep } from './proc.js';
+import { sleep, treeCpuSeconds } from './proc.js';
 import type { RunContext, Sample, Scenario } from './scenarios.js';
 
 const MiB = 1024 * 1024;
@@ -14,7 +14,7 @@ async function rssGrowth(ctx: RunContext, load: (track: Track) => Promise<{ vali
   const track: Track = (s) => sockets.push(s);
   await sleep(500);
   const rss = sampleRss(ctx.broker.pid);
-  const cpu0 = cpuSeconds(ctx.broker.pid);
+  const cpu0 = treeCpuSeconds(ctx.broker.pid);
   const load0 = process.cpuUsage();
   const t0 = Date.now();
   try {
@@ -26,7 +26,7 @@ async function rssGrowth(ctx: RunContext, load: (track: Track) => Promise<{ vali
       value: rss.maxGrowth / MiB,
       valid: out.valid,
       note: out.note,
-      brokerCpuPct: ((cpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100,
+      brokerCpuPct: ((treeCpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100,
       loadCpuPct: ((used.user + used.system) / 1e6 / wall) * 100,
       extra: out.extra,
       result: {},

@@ -75,40 +75,53 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** The direct children of a process (a node relaunched with its V8 flags, a launcher's members). */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number);
+  } catch {
+    return []; // gone, or no children file: the process alone
+  }
+}
+
+/** Sums `read` over a process and its direct children (one that exited meanwhile counts 0). */
+function tree(pid: number, read: (pid: number) => number): number {
+  let total = read(pid);
+  for (const c of childPids(pid)) {
+    try {
+      total += read(c);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
 /** VmRSS of a process in bytes. */
-export function rssBytes(pid: number): number {
+function processRss(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m?.[1]) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) * 1024;
 }
 
+/** VmRSS of a broker in bytes: its process and direct children (bin/tidemq start waits for its relaunched node). */
+export function rssBytes(pid: number): number {
+  return tree(pid, processRss);
+}
+
 const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat counts in these
 
 /** CPU seconds (user + system) a process has used so far. */
-export function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after the parenthesised command name; utime and stime are fields 14 and 15
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
 }
 
-/** CPU seconds of a process and its direct children (a launcher's members), read from /proc. */
+/** CPU seconds of a process and its direct children, read from /proc. */
 export function treeCpuSeconds(pid: number): number {
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number);
-  } catch {
-    // gone, or no children file: the process alone
-  }
-  let total = cpuSeconds(pid);
-  for (const c of children) {
-    try {
-      total += cpuSeconds(c);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return total;
+  return tree(pid, cpuSeconds);
 }
 
 /** Established TCP connections whose local port is `port`: the broker's own view. */

@@ -2,7 +2,7 @@
 import type { BrokerId, RunningBroker } from './brokers.js';
 import { MEMORY_SCENARIOS } from './memory-scenarios.js';
 import { num, runNbench, type Result } from './nbench.js';
-import { cpuSeconds, establishedOnPort, rssBytes, sleep, treeCpuSeconds } from './proc.js';
+import { establishedOnPort, rssBytes, sleep, treeCpuSeconds } from './proc.js';
 
 export interface Sample {
   value: number;
@@ -37,14 +37,14 @@ export interface Scenario {
 
 /** Runs nbench while measuring the broker's CPU share over the same wall time. */
 async function measured(ctx: RunContext, args: string[], onLine?: Parameters<typeof runNbench>[2]['onLine']) {
-  const cpu0 = cpuSeconds(ctx.broker.pid);
+  const cpu0 = treeCpuSeconds(ctx.broker.pid);
   const t0 = Date.now();
   const run = await runNbench(ctx.nbench, [...args, '--port', String(ctx.broker.port)], {
     timeoutMs: 300000,
     ...(onLine ? { onLine } : {}),
   });
   const wall = (Date.now() - t0) / 1000;
-  const brokerCpuPct = ((cpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100;
+  const brokerCpuPct = ((treeCpuSeconds(ctx.broker.pid) - cpu0) / wall) * 100;
   const r = run.result;
   const loadCpuPct = (num(r, 'cpu_s') / Math.max(num(r, 'elapsed_s'), 1e-3)) * 100;
   return { r, brokerCpuPct, loadCpuPct };

@@ -9,7 +9,7 @@
 // Usage: node --import=<tap typescript loader> native-bench/scripts/cluster-bench.ts forward|takeover|hold|registry
 // Nodes are started here on free loopback ports and stopped by PID.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { num, parseResult } from '../lib/nbench.js';
 import { ensureBuilt, repoRoot } from '../../test/helpers/build.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { spawnProcess, type ManagedProcess } from '../../test/helpers/process.js';
+import { treeCpuSeconds } from '../lib/proc.js';
 
 const nbench = join(repoRoot, 'native-bench', 'build', 'nbench');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -129,20 +130,14 @@ async function fanIn(pubPort: number, subPort: number, pubs: number, seconds: nu
   return rate;
 }
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** Runs f and prints each process's CPU share over it. */
 async function withCpu<T>(label: string, nodes: BenchNode[], f: () => Promise<T>): Promise<T> {
-  const before = nodes.map((n) => cpuSeconds(n.proc.pid));
+  const before = nodes.map((n) => treeCpuSeconds(n.proc.pid));
   const self = process.cpuUsage();
   const started = Date.now();
   const result = await f();
   const wall = (Date.now() - started) / 1000;
-  const shares = nodes.map((n, i) => `${n.name} ${Math.round(((cpuSeconds(n.proc.pid) - (before[i] as number)) / wall) * 100)}%`);
+  const shares = nodes.map((n, i) => `${n.name} ${Math.round(((treeCpuSeconds(n.proc.pid) - (before[i] as number)) / wall) * 100)}%`);
   const own = process.cpuUsage(self);
   console.log(`${label} CPU: ${shares.join(', ')}, load generator ${Math.round(((own.user + own.system) / 1e6 / wall) * 100)}%`);
   return result;
@@ -201,10 +196,10 @@ async function registry(n: number): Promise<void> {
   for (const size of [1, 2, 4, 8]) {
     const nodes = await startNodes(size);
     const first = nodes[0] as BenchNode;
-    const before = nodes.map((node) => cpuSeconds(node.proc.pid));
+    const before = nodes.map((node) => treeCpuSeconds(node.proc.pid));
     const result = await runNbench(['conn', '--port', String(first.mqtt), '-n', String(n), '--inflight', '64', '--hold', '0', '--prefix', `reg${size}`]);
     await sleep(2000); // the closes and their Unregs
-    const used = nodes.map((node, i) => cpuSeconds(node.proc.pid) - (before[i] as number));
+    const used = nodes.map((node, i) => treeCpuSeconds(node.proc.pid) - (before[i] as number));
     // Each connection is announced (Reg) and withdrawn (Unreg) once it closes: both are counted.
     const own = ((used[0] as number) / n) * 1e6;
     const peers = used.slice(1);

@@ -2,13 +2,14 @@
 // subscriber, and store size / RSS for many persistent sessions, against a real node process.
 // Build first (npx tsc -p tsconfig.build.json), then run: node --import=file://$PWD/node_modules/@tapjs/typescript/dist/esm/import.mjs native-bench/scripts/persist-bench.ts [sessions]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqttPacket from 'mqtt-packet';
 import { repoRoot } from '../../test/helpers/build.js';
 import { freePort } from '../../test/helpers/ports.js';
+import { rssBytes } from '../lib/proc.js';
 
 const SESSIONS = Number(process.argv[2] ?? 15000);
 
@@ -42,9 +43,9 @@ function stopNode(n: Node): Promise<void> {
   });
 }
 
+/** The node's RSS in MB (bin/tidemq start waits for the node it relaunched: both counted). */
 function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
+  return rssBytes(pid) / 2 ** 20;
 }
 
 function openSocket(port: number): Promise<Socket> {

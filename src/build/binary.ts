@@ -73,7 +73,7 @@ async function assemble(opts: BuildOptions, work: string): Promise<void> {
   const commit = gitCommit();
   const payload = stagePayload(root, stage, commit);
 
-  const manifest: SeaManifest = { main: 'dist/cli/main.js', files: [] };
+  const manifest: SeaManifest = { main: 'dist/cli/entry.js', files: [] };
   const assets: Record<string, string> = {};
   let payloadBytes = 0;
   for (const rel of payload.files) {

@@ -12,7 +12,7 @@ import { availableParallelism, constants } from 'node:os';
 import { join } from 'node:path';
 import type { Config, StartFlags } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { relaunchCommand } from './v8-flags.js';
+import { relaunchCommand, V8_FLAGS } from './v8-flags.js';
 
 /** The environment variable that tells a worker which member it is (1..N). */
 const MEMBER_ENV = 'TIDEMQ_HOST_MEMBER';
@@ -23,15 +23,6 @@ const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
 /** A member that ran this long before it crashed starts over at RESTART_MIN_MS. */
 const STABLE_MS = 60_000;
-/**
- * V8 flags of every member (a user's own value of the flag, in NODE_OPTIONS or on node's command
- * line, wins). The young generation at 8 MB semi-spaces instead of Node 20's 16: every member
- * grows its own during a connect burst, so this halves what the host's members hold right after
- * one (up to about 24 MB less each), for no fan-out loss measurable on the bench; once idle, V8
- * gives the young generation back at either size (README Performance). Given here, not in
- * V8_FLAGS, because the launcher starts the members anyway: no process relaunched to apply it.
- */
-export const MEMBER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 /** A member exiting with this status has a bad configuration: restarting it cannot help. */
 const EXIT_CONFIG = 2;
 
@@ -108,7 +99,8 @@ export function runLauncher(config: Config, count: number, log: Logger): void {
   const fork = (slot: Slot): void => {
     slot.restartTimer = null;
     const env: NodeJS.ProcessEnv = { [MEMBER_ENV]: String(slot.member.index) };
-    const withFlags = relaunchCommand(MEMBER_V8_FLAGS, { execPath: process.execPath, argv: process.argv, execArgv: process.execArgv, env: process.env, sea: false });
+    // The node's V8 flags, given at fork (a user's own value, in NODE_OPTIONS or on node's command line, wins).
+    const withFlags = relaunchCommand(V8_FLAGS, { execPath: process.execPath, argv: process.argv, execArgv: process.execArgv, env: process.env, sea: false });
     if (withFlags?.env.NODE_OPTIONS !== undefined) env.NODE_OPTIONS = withFlags.env.NODE_OPTIONS;
     // The siblings take new clients while one is evacuated; a setting of the user's stays.
     if (process.env.TIDEMQ_LISTENERS__STOP_ACCEPTING_ON_EVACUATION === undefined) env.TIDEMQ_LISTENERS__STOP_ACCEPTING_ON_EVACUATION = 'true';

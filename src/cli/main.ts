@@ -1,4 +1,4 @@
-// The `tidemq` command line (SPEC 13): `start`, `passwd`, and `ctl` (its own parser, ctl.ts). bin/tidemq calls main().
+// The `tidemq` command line (SPEC 13): `start`, `passwd`, and `ctl` (its own parser, ctl.ts). entry.ts calls main().
 import yargs from 'yargs';
 import { VERSION_LINE } from '../admin/version.js';
 import type { StartFlags } from '../config/schema.js';
@@ -8,11 +8,9 @@ import { MAX_NODES, parseNodeCount } from './host-nodes.js';
 import { EXIT_USAGE, strictParser, UsageError } from './parser.js';
 import { CliError, obtainPassword, setPassword } from './passwd.js';
 import { runStart } from './start.js';
-import { relaunchWithV8Flags } from './v8-flags.js';
 
 /** Runs one command line (without `node` and the script path); sets process.exitCode. */
 export async function main(args: string[]): Promise<void> {
-  if (await relaunchWithV8Flags()) return; // this command ran in a child with the V8 flags
   if (args[0] === 'ctl') return void (process.exitCode = await runCtl(args.slice(1))); // its own parser: ctl.ts
   const cli = strictParser(yargs(args))
     .scriptName('tidemq')

@@ -1,10 +1,13 @@
 // `tidemq start`: load the configuration (a bad one exits 2 before anything starts), start the
-// node, and on SIGTERM/SIGINT close it gracefully; a second signal exits at once.
+// node, and on SIGTERM/SIGINT close it gracefully; a second signal exits at once. A node with a
+// launcher (a member of `--nodes`, or relaunched with V8 flags) leaves SIGINT and the second
+// signal to it.
 import { constants } from 'node:os';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { StartFlags } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { memberFlags, memberIndex, members, runLauncher } from './host-nodes.js';
+import { relaunched } from './v8-flags.js';
 
 /** Exit code of a bad configuration (SPEC 13). */
 const EXIT_CONFIG = 2;
@@ -40,10 +43,11 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
       },
     );
   };
+  const launched = member !== undefined || relaunched();
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      // A member hears its launcher and often its process group (timeout, systemd): one stop is enough.
-      if (member !== undefined) return;
+      // A launched node hears its launcher and often its process group (timeout, systemd): one stop is enough.
+      if (launched) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(128 + constants.signals[signal]);
     }
@@ -54,10 +58,10 @@ export async function runStart(flags: StartFlags, env: NodeJS.ProcessEnv = proce
   // Before the node starts: its listeners accept before startNode returns, and a SIGTERM then
   // must still be a graceful stop, not the default kill.
   process.on('SIGTERM', stop);
-  // A member of --nodes stops when its launcher says so: Ctrl-C reaches the whole process group,
-  // and the launcher turns it into one SIGTERM per member.
-  if (member === undefined) process.on('SIGINT', stop);
-  else process.on('SIGINT', () => log.debug('SIGINT: the launcher stops the members'));
+  // A launched node stops when its launcher says so: Ctrl-C reaches the whole process group, and
+  // the launcher turns it into one SIGTERM per node.
+  if (!launched) process.on('SIGINT', stop);
+  else process.on('SIGINT', () => log.debug('SIGINT: the launcher stops this node'));
   try {
     // A stop asked over the management API takes the path of SIGTERM.
     node = await startNode(config, log, { requestStop: () => stop('SIGTERM') });

@@ -1,18 +1,35 @@
-// The V8 flags every tidemq process runs with, started as bin/tidemq or as the standalone binary.
+// The V8 flags a tidemq node runs with, started as bin/tidemq or as the standalone binary.
 // V8 sizes its heap when the process starts, so a process started without them runs the same
-// command again in a child that has them, in NODE_OPTIONS, which node and the binary both read.
+// command again in a child that has them, in NODE_OPTIONS, which node and the binary both read
+// (Node 20 has no exec, and its standalone binaries carry no node options). The waiting parent
+// then acts as `start --nodes`'s launcher does for its members: the first SIGTERM or SIGINT
+// becomes one SIGTERM to the node, a second kills it; the node ignores SIGINT and repeats (they
+// reach it from its process group or systemd as well) and dies with its parent.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { isSea } from 'node:sea';
 
 /**
- * None: a flag added here applies to bin/tidemq and to the standalone binary alike, through a
- * relaunch whose waiting parent costs memory of its own. Measured, none pays for it: a smaller
- * young generation saves memory only right after a connect burst (V8 gives the grown one back
- * once the node idles, whatever its size) and costs fan-out (README Performance). `start --nodes`
- * gives its members theirs at fork (host-nodes.ts MEMBER_V8_FLAGS).
+ * The young generation at 8 MB semi-spaces instead of Node 20's 16. A scavenge copies what
+ * survived since the last one, and during a connect storm that is nearly everything (the new
+ * connections' state): at 16 MB each pause held the node 6-11 ms, and the connections arriving
+ * meanwhile waited for it (CONNACK p99 at 5000 conn/s 9.9 ms, the Node reference 8.1; at 8 MB
+ * 7.2 ms). Smaller is faster still for connects (4 MB: 3.1 ms) but costs fan-out (-14% at 4 MB,
+ * none measurable at 6 or 8). It also halves what a burst grows the heap by (README Performance).
  */
-export const V8_FLAGS: readonly string[] = [];
+export const V8_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+
+/** Set in a relaunched child's environment; the child takes it out at once (its own children are no relaunch). */
+const RELAUNCHED_ENV = 'TIDEMQ_RELAUNCHED';
+
+/**
+ * Whether a command line runs a node that needs the flags: `start` of a single node. The launcher
+ * of `start --nodes` gives them to its members at fork (host-nodes.ts); ctl, passwd and the rest
+ * are short-lived clients.
+ */
+export function needsV8Flags(args: readonly string[]): boolean {
+  return args[0] === 'start' && !args.some((a) => a === '--nodes' || a.startsWith('--nodes='));
+}
 
 /** What a process was started with. */
 export interface ProcessStart {
@@ -48,18 +65,25 @@ export function relaunchCommand(flags: readonly string[], start: ProcessStart): 
   return { command: start.execPath, args, env: { ...start.env, NODE_OPTIONS: nodeOptions } };
 }
 
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
 /**
  * Runs this command again with the flags when the process lacks some; resolves true once that
- * child has exited (its exit status becomes this process's; signals are passed on to it).
+ * child has exited (its exit status becomes this process's). SIGTERM and SIGINT reach the child as
+ * one SIGTERM, a second one as SIGKILL; SIGHUP is passed on as it is.
  */
 export async function relaunchWithV8Flags(flags: readonly string[] = V8_FLAGS): Promise<boolean> {
   const relaunch = relaunchCommand(flags, { execPath: process.execPath, argv: process.argv, execArgv: process.execArgv, env: process.env, sea: isSea() });
   if (relaunch === undefined) return false;
-  const child = spawn(relaunch.command, relaunch.args, { env: relaunch.env, stdio: 'inherit' });
-  const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
-  for (const signal of FORWARDED) process.on(signal, forward);
+  // The IPC channel is how the child learns that this process is gone (relaunched()).
+  const child = spawn(relaunch.command, relaunch.args, { env: { ...relaunch.env, [RELAUNCHED_ENV]: '1' }, stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+  let stopping = false;
+  const stop = (): void => {
+    child.kill(stopping ? 'SIGKILL' : 'SIGTERM');
+    stopping = true;
+  };
+  const hangUp = (): void => void child.kill('SIGHUP');
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', hangUp);
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
     child.once('error', (err) => {
       process.stderr.write(`tidemq: cannot run ${relaunch.command} again with ${flags.join(' ')}: ${err.message}\n`);
@@ -67,7 +91,28 @@ export async function relaunchWithV8Flags(flags: readonly string[] = V8_FLAGS): 
     });
     child.once('exit', (c, s) => resolve([c, s]));
   });
-  for (const s of FORWARDED) process.removeListener(s, forward);
+  process.removeListener('SIGTERM', stop);
+  process.removeListener('SIGINT', stop);
+  process.removeListener('SIGHUP', hangUp);
   process.exitCode = code ?? 128 + (signal === null ? 0 : constants.signals[signal]);
+  return true;
+}
+
+let launched = false;
+
+/**
+ * In a child of relaunchWithV8Flags: takes the marker out of the environment, and has this process
+ * die with its parent (SIGKILL of the parent, which cannot pass it on: the channel closes).
+ * True in such a child, from then on.
+ */
+export function relaunched(): boolean {
+  if (launched) return true;
+  if (process.env[RELAUNCHED_ENV] === undefined) return false;
+  delete process.env[RELAUNCHED_ENV];
+  const channel = process.channel;
+  if (channel === undefined) return false; // the marker without our channel: no parent of ours
+  channel.unref();
+  process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+  launched = true;
   return true;
 }

@@ -1,13 +1,14 @@
 // Helpers for the broker integration tests that the shared harness (test/helpers/) does not have:
 // whole MQTT packets over a raw socket, config files, polling, and a node process's RSS.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { Test } from 'tap';
 import { repoRoot } from '../helpers/build.js';
 import { run, type RawClient } from '../helpers/clients.js';
+import { rssBytes } from '../../native-bench/lib/proc.js';
 
 /** Bytes of one packet, encoded by mqtt-packet (an encoder independent of ours). */
 export function bytes(packet: Packet, protocolVersion: 3 | 4 | 5 = 4): Buffer {
@@ -94,11 +95,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resident set size of a process in kB, from /proc/<pid>/status. */
+/** Resident set size of a node in kB: its process and direct children (bin/tidemq start waits for the node it relaunched with its V8 flags). */
 export function rssKb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (m === null) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]);
+  return rssBytes(pid) / 1024;
 }
 
 /** `tidemq passwd FILE USER --password P`. */

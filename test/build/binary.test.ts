@@ -6,9 +6,10 @@ import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rea
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parsePasswordFile, verifyPassword } from '../../src/broker/passwords.js';
+import { V8_FLAGS } from '../../src/cli/v8-flags.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
 import { freePort } from '../helpers/ports.js';
-import { run, spawnProcess, startProcess, type ManagedProcess, type RunResult } from '../helpers/process.js';
+import { relaunchedPid, run, spawnProcess, startProcess, type ManagedProcess, type RunResult } from '../helpers/process.js';
 import { adminRequest } from '../helpers/admin.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemq-binary-'));
@@ -117,6 +118,10 @@ t.test('a node: QoS 1 round trip, a persistent session across kill -9, ctl, SIGT
   };
 
   let node = await startNode();
+  // The node runs with the V8 flags, in the binary started again with them (no node options are baked into it).
+  const relaunched = relaunchedPid(node.pid);
+  t.not(relaunched, node.pid, 'the node is a child of the binary started');
+  t.match(readFileSync(`/proc/${relaunched}/environ`, 'utf8'), new RegExp(`(^|\\0)NODE_OPTIONS=${V8_FLAGS.join(' ')}\\0`), 'with the V8 flags');
   const first = extractions();
   t.equal(first.length, 1, 'one extraction directory');
   t.equal(statSync(join(tmp, first[0]!)).mode & 0o777, 0o700, 'private to its user');

@@ -112,7 +112,7 @@ t.test('tidemq start --nodes 3: one port, three joined nodes', async (t) => {
     });
     for (const n of nodes) t.match(status, n.name, `${n.name} listed`);
     for (const n of nodes) t.equal(((await v5(n, 'GET', '/nodes')) as Array<{ node: string }>)[0]?.node, n.name, `management port ${n.mgmtPort} is ${n.name}`);
-    // The members' young generation (MEMBER_V8_FLAGS), given at fork: no relaunched process.
+    // The members' V8 flags (V8_FLAGS), given at fork: no relaunched process.
     for (const pid of memberPids(launcher.output()).values()) {
       t.match(readFileSync(`/proc/${pid}/environ`, 'utf8'), /NODE_OPTIONS=[^\0]*--max-semi-space-size=8/, `member ${pid} runs with --max-semi-space-size=8`);
     }

@@ -1,12 +1,15 @@
 // The V8 flags mechanism shared by bin/tidemq and the standalone binary: which command runs again,
-// and a real relaunch (the flag applies, the exit status and signals pass through).
+// a real relaunch (the flag applies, the exit status and signals pass through), and a node started
+// that way: it has the flags, its waiting parent holds none of the broker, signals from the
+// terminal or systemd stop it gracefully once, and it dies with its parent.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { relaunchCommand, type ProcessStart } from '../../src/cli/v8-flags.js';
+import { needsV8Flags, relaunchCommand, V8_FLAGS, type ProcessStart } from '../../src/cli/v8-flags.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
-import { run, spawnProcess } from '../helpers/process.js';
+import { startNode } from '../helpers/node-process.js';
+import { isRunning, run, spawnProcess } from '../helpers/process.js';
 import { waitFor } from '../broker/support.js';
 
 const FLAG = '--max-old-space-size=123';
@@ -25,6 +28,16 @@ t.test('which command runs again, and when none', async (t) => {
   t.equal(relaunchCommand([FLAG], { ...launcher, execArgv: [FLAG] }), undefined, 'already on the command line');
   t.equal(relaunchCommand([FLAG], { ...binary, env: { NODE_OPTIONS: FLAG } }), undefined, 'already in NODE_OPTIONS');
   t.equal(relaunchCommand([FLAG], { ...binary, env: { NODE_OPTIONS: '--max_old_space_size=999' } }), undefined, "the user's own value wins");
+});
+
+t.test('only a single node runs again: not the --nodes launcher (its members get the flags at fork), not ctl or passwd', async (t) => {
+  t.ok(needsV8Flags(['start']));
+  t.ok(needsV8Flags(['start', '--node', 'a@h', '--config', 'x.toml']));
+  t.notOk(needsV8Flags(['start', '--nodes', '4']));
+  t.notOk(needsV8Flags(['start', '--nodes=auto']));
+  t.notOk(needsV8Flags(['ctl', 'broker', 'stats']));
+  t.notOk(needsV8Flags(['passwd', 'f', 'u']));
+  t.notOk(needsV8Flags([]));
 });
 
 t.test('a real relaunch: the flag applies, the exit status and SIGTERM pass through', async (t) => {
@@ -57,4 +70,49 @@ if (!(await relaunchWithV8Flags([${JSON.stringify(FLAG)}]))) {
   await waitFor(() => waiting.stdout().includes('heap limit'), 'the relaunched child', 15_000);
   t.equal(await waiting.stop('SIGTERM'), 0, 'the parent exits with the child status');
   t.match(waiting.stdout(), /child got SIGTERM/, 'SIGTERM was passed on to the child');
+});
+
+/** /proc/<pid>/environ as a map. */
+function environ(pid: number): Map<string, string> {
+  const vars = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((v) => v !== '');
+  return new Map(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
+}
+
+t.test('bin/tidemq start: the node runs with the flags in a child; the parent loads none of the broker', async (t) => {
+  const node = await startNode(t);
+  t.not(node.pid, node.launcherPid, 'the node is a child of the process started');
+  t.equal(environ(node.pid).get('NODE_OPTIONS'), V8_FLAGS.join(' '), 'the flags, in its NODE_OPTIONS');
+  const maps = (pid: number): string => readFileSync(`/proc/${pid}/maps`, 'utf8');
+  t.match(maps(node.pid), /lmdb[^\n]*\.node/, 'the node loaded the store addon');
+  t.notMatch(maps(node.launcherPid), /\.node\n/, 'the waiting parent loaded no addon: not the broker');
+});
+
+t.test('Ctrl-C (SIGINT to parent and node) and systemd (SIGTERM to both) each stop it gracefully, once', async (t) => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const node = await startNode(t);
+    process.kill(node.pid, signal); // as the process group or the unit's cgroup delivers it
+    process.kill(node.launcherPid, signal);
+    t.equal(await node.exited, 0, `${signal}: exit 0`);
+    t.equal(node.output().split('"msg":"stopping"').length - 1, 1, `${signal}: one stop`);
+    t.notMatch(node.output(), /second signal/, `${signal}: the copy is no second signal`);
+    t.match(node.output(), /"msg":"stopped"/, `${signal}: stopped cleanly`);
+  }
+});
+
+t.test('a second signal to the parent kills the node; SIGKILL of the parent takes the node with it', async (t) => {
+  const first = await startNode(t);
+  // The node frozen, so that its graceful stop cannot end before the second signal.
+  process.kill(first.pid, 'SIGSTOP');
+  process.kill(first.launcherPid, 'SIGTERM');
+  // Once the parent has passed the first on (pending at the node; two pending SIGTERMs are one).
+  const sigtermPending = (): boolean => (BigInt(`0x${/^ShdPnd:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${first.pid}/status`, 'utf8'))?.[1] ?? '0'}`) & (1n << 14n)) !== 0n;
+  await waitFor(sigtermPending, 'SIGTERM passed on to the node');
+  process.kill(first.launcherPid, 'SIGTERM');
+  t.equal(await first.exited, 128 + 9, 'the node was killed, and the parent exits with that');
+  t.notOk(isRunning(first.pid));
+
+  const second = await startNode(t);
+  process.kill(second.launcherPid, 'SIGKILL');
+  await waitFor(() => !isRunning(second.pid), 'the node followed its parent', 10_000);
+  t.pass('no orphaned node');
 });

@@ -6,7 +6,7 @@ import { join, resolve, sep } from 'node:path';
 import type { Test } from 'tap';
 import { ensureBuilt, repoRoot } from './build.js';
 import { freePort } from './ports.js';
-import { startProcess, type ManagedProcess } from './process.js';
+import { relaunchedPid, startProcess, type ManagedProcess } from './process.js';
 
 export { ensureBuilt } from './build.js';
 
@@ -16,11 +16,16 @@ export interface NodeProcess {
   mgmtPort: number;
   clusterPort: number;
   dataDir: string;
+  /** The node's own process: the child that bin/tidemq start relaunched with its V8 flags (see relaunchedPid). */
   pid: number;
-  /** Sends the signal by PID, waits for exit (SIGKILL after 10 s), returns the exit code. */
+  /** The process spawned, which waits for that child and passes signals on to it. */
+  launcherPid: number;
+  /** Sends the signal to the spawned process by PID, waits for exit (SIGKILL after 10 s), returns the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** Everything the process printed so far (stdout+stderr). */
   output(): string;
+  /** Resolves with the spawned process's exit code once it and its output have ended. */
+  readonly exited: Promise<number | null>;
 }
 
 export interface StartNodeOptions {
@@ -74,5 +79,5 @@ export async function startNode(t: Test, opts: StartNodeOptions = {}): Promise<N
     port: mqttPort,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   });
-  return { name, mqttPort, mgmtPort, clusterPort, dataDir, pid: proc.pid, stop: proc.stop, output: proc.output };
+  return { name, mqttPort, mgmtPort, clusterPort, dataDir, pid: relaunchedPid(proc.pid), launcherPid: proc.pid, stop: proc.stop, output: proc.output, exited: proc.exited };
 }

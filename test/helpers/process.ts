@@ -1,6 +1,7 @@
 // Spawn a process, wait until it accepts TCP, stop it by PID. Shared by startNode and by run().
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Test } from 'tap';
 
@@ -163,6 +164,20 @@ function accepts(host: string, port: number): Promise<boolean> {
       resolve(false);
     });
   });
+}
+
+/**
+ * The process that runs a node started as `bin/tidemq start`: the child it relaunched with its V8
+ * flags (src/cli/v8-flags.ts), or `pid` itself when it had them (NODE_OPTIONS) and runs the node.
+ */
+export function relaunchedPid(pid: number): number {
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '');
+  } catch {
+    // gone: the caller finds out
+  }
+  return children.length === 1 ? Number(children[0]) : pid;
 }
 
 /** Whether a process with this PID exists. */
