@@ -5,8 +5,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import t from 'tap';
 import { FD_TABLE_CAP, fdTableGoal, growFdTable, parseFdSize, parseOpenFileLimit, RESERVED_FDS } from '../../src/broker/fd-table.js';
-import { defaultConfig } from '../../src/config/schema.js';
 import { startNode } from '../../src/node.js';
+import { inProcessNodeConfig } from './support.js';
 
 function fdSize(): number {
   return parseFdSize(readFileSync('/proc/self/status', 'utf8')) ?? 0;
@@ -40,13 +40,7 @@ t.test('the goal is max_connections plus what a node holds beside them, within t
 });
 
 t.test('a starting node grows the table for its max_connections before it listens, no further', async (t) => {
-  const config = defaultConfig();
-  config.node.name = 'fds@127.0.0.1';
-  config.node.data_dir = t.testdir();
-  config.listeners.tcp_port = 0;
-  config.listeners.ws_enabled = false;
-  config.management.port = 0;
-  config.cluster.port = 0;
+  const config = inProcessNodeConfig(t, 'fds@127.0.0.1');
   config.mqtt.max_connections = 3000;
   t.ok(fdSize() < 3000 + RESERVED_FDS, `small before (${fdSize()} slots)`);
   const node = await startNode(config, pino({ level: 'silent' }));

@@ -9,6 +9,7 @@ import type { Test } from 'tap';
 import { repoRoot } from '../helpers/build.js';
 import { run, type RawClient } from '../helpers/clients.js';
 import { rssBytes } from '../../native-bench/lib/proc.js';
+import { defaultConfig, type Config } from '../../src/config/schema.js';
 
 /** Bytes of one packet, encoded by mqtt-packet (an encoder independent of ours). */
 export function bytes(packet: Packet, protocolVersion: 3 | 4 | 5 = 4): Buffer {
@@ -93,6 +94,18 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 500
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A node's config for startNode in this test process: any free ports, no WebSocket, data in the test's dir. */
+export function inProcessNodeConfig(t: Test, name: string): Config {
+  const config = defaultConfig();
+  config.node.name = name;
+  config.node.data_dir = t.testdir();
+  config.listeners.tcp_port = 0;
+  config.listeners.ws_enabled = false;
+  config.management.port = 0;
+  config.cluster.port = 0;
+  return config;
 }
 
 /** Resident set size of a node in kB: its process and direct children (bin/tidemq start waits for the node it relaunched with its V8 flags). */

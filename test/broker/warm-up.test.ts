@@ -8,7 +8,7 @@ import t from 'tap';
 import { warmConnectPath } from '../../src/broker/warm-up.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { startNode } from '../../src/node.js';
-import { waitFor } from './support.js';
+import { inProcessNodeConfig, waitFor } from './support.js';
 
 /** Open TCP handles of this process (sockets and servers). */
 function tcpHandles(): number {
@@ -68,13 +68,7 @@ t.test('a warm-up not done by its deadline is cut short and closes what it opene
 });
 
 t.test('a started node shows none of it: no connection, session, counter or log line', async (t) => {
-  const config = defaultConfig();
-  config.node.name = 'warm@127.0.0.1';
-  config.node.data_dir = t.testdir();
-  config.listeners.tcp_port = 0;
-  config.listeners.ws_enabled = false;
-  config.management.port = 0;
-  config.cluster.port = 0;
+  const config = inProcessNodeConfig(t, 'warm@127.0.0.1');
   const lines: string[] = [];
   const node = await startNode(config, pino({ level: 'info' }, { write: (line: string) => lines.push(line) }));
   t.teardown(() => node.close());
