@@ -94,7 +94,12 @@ export async function growFdTable(goal: number): Promise<FdTableGrowth> {
   return new Promise<FdTableGrowth>((resolve) => {
     let opened = 0;
     let error: string | undefined;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { highest } });
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { highest } });
+    } catch (err) {
+      return resolve(done(0, (err as Error).message));
+    }
     worker.on('message', (n: number) => (opened = n));
     worker.on('error', (err) => (error = err.message));
     worker.on('exit', () => resolve(done(opened, error)));

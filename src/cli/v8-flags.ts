@@ -12,10 +12,10 @@ import { isSea } from 'node:sea';
 /**
  * The young generation at 8 MB semi-spaces instead of Node 20's 16. A scavenge copies what
  * survived since the last one, and during a connect storm that is nearly everything (the new
- * connections' state): at 16 MB each pause held the node 6-11 ms, and the connections arriving
- * meanwhile waited for it (CONNACK p99 at 5000 conn/s 9.9 ms, the Node reference 8.1; at 8 MB
- * 7.2 ms). Smaller is faster still for connects (4 MB: 3.1 ms) but costs fan-out (-14% at 4 MB,
- * none measurable at 6 or 8). It also halves what a burst grows the heap by (README Performance).
+ * connections' state), so the connections arriving during one wait for it: at 5000 conn/s a node
+ * took 10 scavenges of about 6 ms (up to 10) at 16 MB, 20 of about 3.3 ms (up to 5) at 8 MB, and
+ * its CONNACK p99 went from 8.1 to 4.6 ms. 4 MB is faster still (3.7 ms) but costs a tenth of the
+ * fan-out; 6 and 8 MB cost none beyond the bench's spread (README Performance).
  */
 export const V8_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 
