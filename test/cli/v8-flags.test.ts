@@ -103,6 +103,12 @@ t.test('a second signal to the parent kills the node; SIGKILL of the parent take
   const first = await startNode(t);
   // The node frozen, so that its graceful stop cannot end before the second signal.
   process.kill(first.pid, 'SIGSTOP');
+  // Stopped before the parent passes a SIGTERM on: a running node would take it at once.
+  const state = (): string => {
+    const stat = readFileSync(`/proc/${first.pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] ?? '';
+  };
+  await waitFor(() => state() === 'T', 'the node stopped');
   process.kill(first.launcherPid, 'SIGTERM');
   // Once the parent has passed the first on (pending at the node; two pending SIGTERMs are one).
   const sigtermPending = (): boolean => (BigInt(`0x${/^ShdPnd:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${first.pid}/status`, 'utf8'))?.[1] ?? '0'}`) & (1n << 14n)) !== 0n;

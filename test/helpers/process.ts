@@ -180,13 +180,21 @@ export function relaunchedPid(pid: number): number {
   return children.length === 1 ? Number(children[0]) : pid;
 }
 
-/** Whether a process with this PID exists. */
+/**
+ * Whether a process with this PID exists and has not exited. An exited child of a process that
+ * died first waits as a zombie until an init reaps it: that is not running.
+ */
 export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false; // gone since
   }
 }
 
