@@ -113,6 +113,8 @@ t.test(`cluster port before authentication, ${CLUSTER_CASES} mutated cases (seed
   const answered = await fuzz(n1.clusterPort, CLUSTER_CASES, () => clusterCase(rnd, members));
   t.comment(`${CLUSTER_CASES} cluster cases in ${Date.now() - started} ms, ${answered} answered`);
   for (const node of [n1, n2]) {
+    // A link that went down says why in its log line: shown, so that a failure can be chased.
+    for (const line of node.output().split('\n').filter((l) => l.includes('"msg":"cluster node down"'))) t.comment(`${node.name}: ${line}`);
     t.equal(countLines(node, /"msg":"cluster member removed"/), 0, `${node.name} removed no member`);
     t.equal(countLines(node, /"msg":"cluster node down"/), 0, `${node.name} saw no link go down`);
     t.equal(linksUp(node), 1, `${node.name} is still linked`);
