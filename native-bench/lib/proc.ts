@@ -76,7 +76,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** The direct children of a process (a node relaunched with its V8 flags, a launcher's members). */
-function childPids(pid: number): number[] {
+export function childPids(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '').map(Number);
   } catch {

@@ -1,21 +1,11 @@
 // GET /nodes, GET /stats and the load balancers' availability check, for this node. Cluster
 // members are added by the cluster routes.
-import { readFileSync } from 'node:fs';
 import { freemem, loadavg, totalmem } from 'node:os';
+import { openFileLimit } from '../broker/fd-table.js';
 import { countBroker, emqxStats } from '../metrics/counts.js';
 import { ok, raw, type ApiRequest, type Route } from './api.js';
 import type { AdminContext } from './context.js';
 import { ApiError } from './errors.js';
-
-/** The soft open-file limit (Linux /proc), 0 where unknown. */
-function maxFds(): number {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m === null ? 0 : Number(m[1]);
-  } catch {
-    return 0;
-  }
-}
 
 /** EMQX 4.4 uptime text, e.g. `2 days, 3 hours, 4 minutes, 5 seconds`. */
 function formatUptime(ms: number): string {
@@ -52,7 +42,7 @@ function nodeInfo(ctx: AdminContext, req: ApiRequest, fds: number): Record<strin
 }
 
 export function brokerRoutes(ctx: AdminContext): Route[] {
-  const fds = maxFds();
+  const fds = openFileLimit() ?? 0; // 0 where unknown
   return [
     { method: 'GET', path: '/nodes', handler: (req) => ok([nodeInfo(ctx, req, fds)]) },
     {

@@ -106,7 +106,12 @@ export async function growFdTable(goal: number): Promise<FdTableGrowth> {
   });
 }
 
+/** This process's soft open-file limit; undefined where /proc does not say (not Linux). */
+export function openFileLimit(): number | undefined {
+  return parseOpenFileLimit(readProc('limits'));
+}
+
 /** The table this node needs, from its connection limit and the process's open-file limit. */
 export function nodeFdTableGoal(maxConnections: number): number {
-  return fdTableGoal(maxConnections, parseOpenFileLimit(readProc('limits')) ?? FD_TABLE_CAP);
+  return fdTableGoal(maxConnections, openFileLimit() ?? FD_TABLE_CAP);
 }

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { needsV8Flags, relaunchCommand, V8_FLAGS, type ProcessStart } from '../../src/cli/v8-flags.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
 import { startNode } from '../helpers/node-process.js';
-import { isRunning, run, spawnProcess } from '../helpers/process.js';
+import { isRunning, processState, run, spawnProcess } from '../helpers/process.js';
 import { waitFor } from '../broker/support.js';
 
 const FLAG = '--max-old-space-size=123';
@@ -104,11 +104,7 @@ t.test('a second signal to the parent kills the node; SIGKILL of the parent take
   // The node frozen, so that its graceful stop cannot end before the second signal.
   process.kill(first.pid, 'SIGSTOP');
   // Stopped before the parent passes a SIGTERM on: a running node would take it at once.
-  const state = (): string => {
-    const stat = readFileSync(`/proc/${first.pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] ?? '';
-  };
-  await waitFor(() => state() === 'T', 'the node stopped');
+  await waitFor(() => processState(first.pid) === 'T', 'the node stopped');
   process.kill(first.launcherPid, 'SIGTERM');
   // Once the parent has passed the first on (pending at the node; two pending SIGTERMs are one).
   const sigtermPending = (): boolean => (BigInt(`0x${/^ShdPnd:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${first.pid}/status`, 'utf8'))?.[1] ?? '0'}`) & (1n << 14n)) !== 0n;

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Test } from 'tap';
+import { childPids } from '../../native-bench/lib/proc.js';
 
 /** Characters of output kept per stream of a process. */
 const OUTPUT_CAP = 1 << 20;
@@ -171,13 +172,18 @@ function accepts(host: string, port: number): Promise<boolean> {
  * flags (src/cli/v8-flags.ts), or `pid` itself when it had them (NODE_OPTIONS) and runs the node.
  */
 export function relaunchedPid(pid: number): number {
-  let children: string[] = [];
+  const children = childPids(pid);
+  return children.length === 1 ? (children[0] as number) : pid;
+}
+
+/** A process's state letter from /proc/<pid>/stat (R, S, T stopped, Z zombie...); undefined when it is gone. */
+export function processState(pid: number): string | undefined {
   try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((c) => c !== '');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2];
   } catch {
-    // gone: the caller finds out
+    return undefined;
   }
-  return children.length === 1 ? Number(children[0]) : pid;
 }
 
 /**
@@ -190,12 +196,8 @@ export function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
-  } catch {
-    return false; // gone since
-  }
+  const state = processState(pid);
+  return state !== undefined && state !== 'Z';
 }
 
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
