@@ -1,18 +1,20 @@
 // The integration-test harness itself, with stand-ins for tidemq: `node -e` servers and an
 // in-process aedes broker.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Aedes } from 'aedes';
 import type { MqttClient } from 'mqtt';
 import t from 'tap';
 import { buildIfStale, repoRoot } from './helpers/build.js';
 import { connectClient, messageCollector, rawConnect, run } from './helpers/clients.js';
 import { startNode } from './helpers/node-process.js';
-import { freePort } from './helpers/ports.js';
-import { isRunning, startProcess, type ManagedProcess } from './helpers/process.js';
+import { CLAIMS_DIR, claimPort, ephemeralRange, freePort, parsePortRange, portPool } from '../native-bench/lib/ports.js';
+import { isRunning, spawnProcess, startProcess, type ManagedProcess } from './helpers/process.js';
+import { waitFor } from './broker/support.js';
 
 /** Echo server on argv[1]; 'quit' makes it close the connection; prints on start and on SIGTERM. */
 const ECHO_SERVER = `
@@ -31,14 +33,50 @@ function pidIn(err: unknown): number {
   return Number(m?.[1]);
 }
 
-t.test('freePort never hands out a port twice, and each one is bindable', async (t) => {
+t.test('freePort never hands out a port twice, and each one is bindable and outside the ephemeral range', async (t) => {
   const ports: number[] = [];
   for (let i = 0; i < 50; i++) ports.push(await freePort());
   t.equal(new Set(ports).size, ports.length);
+  const [lo, hi] = ephemeralRange();
+  t.same(ports.filter((p) => p >= lo && p <= hi), [], `none where connect() picks its source ports (${lo}-${hi})`);
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(ports[49], '127.0.0.1', resolve));
   await new Promise((resolve) => server.close(resolve));
   t.pass('bound the last port');
+});
+
+t.test('the ports left by the ephemeral range', async (t) => {
+  t.same(parsePortRange('32768\t60999\n'), [32768, 60999]);
+  t.equal(parsePortRange('60999 32768'), undefined, 'an inverted range');
+  t.equal(parsePortRange(''), undefined);
+  t.same(portPool([32768, 60999]), [[10000, 32767], [61000, 65535]]);
+  t.same(portPool([1024, 65535]), [], 'none: the whole range is ephemeral');
+  t.same(portPool([40000, 65535]), [[10000, 39999]]);
+});
+
+t.test("a port is claimed across processes; a dead owner's claim is taken over", async (t) => {
+  // Another process claims 200 ports while this one does: no port in both.
+  const script = `import { freePort } from ${JSON.stringify(pathToFileURL(join(repoRoot, 'native-bench', 'lib', 'ports.ts')).href)};
+const ports = [];
+for (let i = 0; i < 200; i++) ports.push(await freePort());
+console.log(JSON.stringify(ports));
+setInterval(() => {}, 1000);`;
+  const other = spawnProcess({ name: 'ports', command: process.execPath, args: ['--import=@tapjs/typescript/import', '--input-type=module', '-e', script], cwd: repoRoot, killAfterMs: 1000 });
+  t.teardown(() => other.stop('SIGKILL'));
+  const mine: number[] = [];
+  for (let i = 0; i < 200; i++) mine.push(await freePort());
+  await waitFor(() => other.stdout().includes(']'), "the other process's ports", 20_000);
+  const theirs = JSON.parse(other.stdout()) as number[];
+  t.equal(theirs.length, 200);
+  t.same(mine.filter((p) => theirs.includes(p)), [], 'no port claimed by both');
+  const port = theirs[0] ?? 0;
+  t.equal(readFileSync(join(CLAIMS_DIR, String(port)), 'utf8'), String(other.pid), 'the claim names its owner');
+  t.notOk(claimPort(port), 'a live owner keeps its port');
+  await other.stop('SIGKILL');
+  t.ok(claimPort(port), 'killed before it gave its claims up: taken over');
+  t.equal(readFileSync(join(CLAIMS_DIR, String(port)), 'utf8'), String(process.pid));
+  // Its other claims taken over too, so that this process's exit gives them up.
+  t.ok(theirs.slice(1).every(claimPort), 'all of them');
 });
 
 t.test('startProcess waits for the port; rawConnect talks to it; stop() returns the exit code', async (t) => {

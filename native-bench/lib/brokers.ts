@@ -3,7 +3,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, own, stop, waitForPort } from './proc.js';
+import { freePort } from './ports.js';
+import { own, stop, waitForPort } from './proc.js';
 
 export const BROKER_IDS = ['tidemq', 'mosquitto', 'aedes', 'ref-node', 'ref-c'] as const;
 export type BrokerId = (typeof BROKER_IDS)[number];

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { v5 } from '../../test/helpers/admin.js';
 import { num, parseResult } from '../lib/nbench.js';
 import { ensureBuilt, repoRoot } from '../../test/helpers/build.js';
-import { freePort } from '../../test/helpers/ports.js';
+import { freePort } from '../lib/ports.js';
 import { spawnProcess, type ManagedProcess } from '../../test/helpers/process.js';
 import { treeCpuSeconds } from '../lib/proc.js';
 

@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminRequest, v5 as api } from '../../test/helpers/admin.js';
-import { freePort } from '../../test/helpers/ports.js';
+import { freePort } from '../lib/ports.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

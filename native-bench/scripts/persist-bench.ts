@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqttPacket from 'mqtt-packet';
 import { repoRoot } from '../../test/helpers/build.js';
-import { freePort } from '../../test/helpers/ports.js';
+import { freePort } from '../lib/ports.js';
 import { rssBytes } from '../lib/proc.js';
 
 const SESSIONS = Number(process.argv[2] ?? 15000);

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { parsePasswordFile, verifyPassword } from '../../src/broker/passwords.js';
 import { V8_FLAGS } from '../../src/cli/v8-flags.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { relaunchedPid, run, spawnProcess, startProcess, type ManagedProcess, type RunResult } from '../helpers/process.js';
 import { adminRequest } from '../helpers/admin.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
 import { connectClient } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { spawnProcess } from '../helpers/process.js';
 
 const bin = join(repoRoot, 'bin', 'tidemq');

@@ -11,7 +11,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
 import { v5 } from '../helpers/admin.js';
 import { ensureBuilt, repoRoot } from '../helpers/build.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { isRunning, spawnProcess, startProcess } from '../helpers/process.js';
 
 const NODES = 3;

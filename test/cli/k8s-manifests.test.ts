@@ -14,7 +14,7 @@ import { startCluster, waitFor } from '../cluster/support.js';
 import { repoRoot } from '../helpers/build.js';
 import { ensureBuilt } from '../helpers/node-process.js';
 import type { NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { run } from '../helpers/process.js';
 
 // The parts of the parsed objects the assertions read (the YAML is checked against these shapes).

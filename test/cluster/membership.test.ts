@@ -5,7 +5,7 @@ import t from 'tap';
 import { v5 } from '../helpers/admin.js';
 import { connectClient } from '../helpers/clients.js';
 import { startNode } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { address, connectListening, ctl, linksUp, routeNodes, sleep, startCluster, waitFor } from './support.js';
 
 /** Socket close is seen at once; a silent peer within the heartbeat failure time (5 s). */

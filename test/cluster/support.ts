@@ -10,7 +10,7 @@ import { v5 } from '../helpers/admin.js';
 import { repoRoot } from '../helpers/build.js';
 import { run, type RunResult } from '../helpers/clients.js';
 import { startNode, type NodeProcess, type StartNodeOptions } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import type { Test } from 'tap';
 import { ensureBuilt, repoRoot } from './build.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { relaunchedPid, startProcess, type ManagedProcess } from './process.js';
 
 export { ensureBuilt } from './build.js';

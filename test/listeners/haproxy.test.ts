@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import mqtt from 'mqtt';
 import t from 'tap';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { run, startProcess } from '../helpers/process.js';
 import { eventually, makeCerts } from './support.js';
 

@@ -14,7 +14,7 @@ import { rawHandshake } from '../broker/support.js';
 import { adminRequest, v5 } from '../helpers/admin.js';
 import { connectClient, rawConnect } from '../helpers/clients.js';
 import type { NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { startProcess } from '../helpers/process.js';
 import { dashboardQueries } from './dashboards.js';
 

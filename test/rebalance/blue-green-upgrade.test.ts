@@ -17,7 +17,7 @@ import { sleep, startCluster, waitFor } from '../cluster/support.js';
 import { v5 as api } from '../helpers/admin.js';
 import { repoRoot } from '../helpers/build.js';
 import { startNode, type NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { isRunning, run, startProcess } from '../helpers/process.js';
 import { checkedSubscribers, numberedPublisher, haproxyConfig, haveHaproxy, holdNbenchClients, NBENCH, serverStates } from './haproxy-support.js';
 

@@ -11,7 +11,7 @@ import type { Test } from 'tap';
 import { waitFor } from '../cluster/support.js';
 import { repoRoot } from '../helpers/build.js';
 import type { NodeProcess } from '../helpers/node-process.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../native-bench/lib/ports.js';
 import { run, spawnProcess, startProcess } from '../helpers/process.js';
 
 export const NBENCH = join(repoRoot, 'native-bench', 'build', 'nbench');
