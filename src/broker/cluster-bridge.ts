@@ -25,11 +25,25 @@ export interface ClusterBridge {
   /** A session ended here for good. */
   sessionDiscarded(clientId: string): void;
   /**
+   * Connect path, right after sessionOpened: when the peers have yet to be sent the session's
+   * claim, holds the connection's output (its CONNACK first) until they have been. A client that
+   * reads its CONNACK and at once connects to another node then finds its session known there.
+   */
+  holdConnack(clientId: string, output: HeldOutput): void;
+  /**
    * Connect path, before the session opens: when another node holds this client id, takes its
    * session (or just ends it, for a clean start) and resolves once it is installed locally.
    * Null when no other node holds it.
    */
   pullSession(clientId: string, cleanStart: boolean): Promise<void> | null;
+}
+
+/** A connection's output, which the cluster can hold back for a while (holdConnack). */
+export interface HeldOutput {
+  /** Keeps what is written from here on, in order, until release(). */
+  hold(): void;
+  /** Sends what was kept, and writes go straight out again. */
+  release(): void;
 }
 
 /** Where one publish goes beyond this node; part of the router's reusable plan, emptied after each publish. */

@@ -22,6 +22,7 @@ import { parseSharedFilter, topicFilterError, topicNameError } from '../mqtt/top
 import type { AckHolder, DurableAcks } from '../store/durable-acks.js';
 import type { PendingCheck } from './auth.js';
 import type { Broker, ClientConnection } from './broker.js';
+import type { HeldOutput } from './cluster-bridge.js';
 import { connacksFor } from './connack.js';
 import { NEVER_EXPIRES } from './sessions.js';
 import { Message, outgoingProperties } from './message.js';
@@ -29,8 +30,9 @@ import type { Delivery, Session, SubscriptionOptions, WillState } from './sessio
 import { bump, DropReason, LimitHit } from './stats.js';
 import { TimerNode, WheelTimer } from './timer-wheel.js';
 
-/** What the protocol needs from the connection's I/O owner. */
-export interface Transport {
+/** What the protocol needs from the connection's I/O owner. Its output can be held back
+ *  (HeldOutput): a CONNACK waits until the cluster's peers have been told of the session. */
+export interface Transport extends HeldOutput {
   write(buf: Buffer): void;
   /** One PUBLISH: a fresh header and the shared payload, without copying the payload. */
   writePublish(header: Buffer, payload: Buffer): void;
@@ -447,6 +449,7 @@ export class Protocol extends TimerNode implements FrameHandler, ClientConnectio
     this.session = session;
     this.state = State.Connected;
     this.releaseConnecting();
+    if (this.broker.cluster !== null) this.broker.cluster.holdConnack(this.clientId, this.transport);
 
     let keepalive = c.keepalive;
     let serverKeepAlive: number | undefined;

@@ -153,6 +153,16 @@ export class TcpConnection implements Transport {
     this.socket.destroy();
   }
 
+  /** A cork of its own, under the turn's: Node writes out once every cork is undone. */
+  hold(): void {
+    this.socket.cork();
+  }
+
+  release(): void {
+    // end() has undone every cork already, destroy() dropped the output: nothing is left to send.
+    if (this.socket.writableCorked > 0) this.socket.uncork();
+  }
+
   pause(): void {
     this.flags |= Flag.ReadPaused;
     this.socket.pause();

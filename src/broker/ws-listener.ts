@@ -50,6 +50,8 @@ class WsConnection implements Transport {
   closed = false;
   /** end() was called: the last packet is out, the close frame waits for the linger. */
   private ending = false;
+  /** Output held (hold()): flush() keeps it until release(). */
+  private held = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
@@ -84,6 +86,7 @@ class WsConnection implements Transport {
    */
   end(): void {
     if (this.closed || this.ending) return;
+    this.held = false;
     this.flush();
     if (this.closed) return;
     const linger = this.broker.config.mqtt.close_linger;
@@ -104,6 +107,15 @@ class WsConnection implements Transport {
     this.ws.close();
   }
 
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.flush();
+  }
+
   // uWS cannot stop reading one WebSocket: what arrives before CONNACK is bounded by
   // mqtt.max_pending_bytes instead (the protocol closes the connection past it).
   pause(): void {}
@@ -111,7 +123,7 @@ class WsConnection implements Transport {
   resume(): void {}
 
   flush(): void {
-    if (this.pendingBytes === 0 || this.closed) return;
+    if (this.pendingBytes === 0 || this.closed || this.held) return;
     const pending = this.pending;
     const message = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, this.pendingBytes);
     this.pending = [];

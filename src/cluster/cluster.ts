@@ -5,7 +5,7 @@
 // everything it sends to one peer in one event-loop turn leaves as one frame.
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
-import type { ClusterBridge, RemotePlan } from '../broker/cluster-bridge.js';
+import type { ClusterBridge, HeldOutput, RemotePlan } from '../broker/cluster-bridge.js';
 import type { Message } from '../broker/message.js';
 import type { Session } from '../broker/session.js';
 import { ConfigError, DEFAULT_COOKIE, isLoopback, type Config } from '../config/schema.js';
@@ -30,6 +30,12 @@ declare module './rpc.js' {
 }
 /** Housekeeping period: heartbeats, dialing, discovery, autoclean. */
 const TICK_MS = 500;
+/**
+ * Registry changes leave at most once per this many ms: on a connect burst a peer then reads one
+ * frame per window, not one per connect (README Performance, The client registry). After a quiet
+ * window they leave at the end of the turn.
+ */
+export const REGISTRY_WINDOW_MS = 2;
 
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();
@@ -63,7 +69,7 @@ export interface ClusterStats extends ForwardingStats {
   readonly refusals: Map<string, number>;
   /** Registry changes (session opened or discarded here) announced to the peers. */
   registryChanges: number;
-  /** Event-loop turns that sent them: changes / batches is the coalescing per turn. */
+  /** Batches that sent them (one frame per peer each): changes / batches is the coalescing. */
   registryBatches: number;
 }
 
@@ -78,15 +84,21 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
   private readonly forwarding: Forwarding;
   private readonly registry: Registry;
   /**
-   * Registry changes of this event-loop turn, by client id: the claim's `at`, or null for a
-   * discard; the last change of a client wins. Sent once per turn (setImmediate, after the
-   * CONNECTs the turn read), leaving in one link frame per peer. Still as Reg/Unreg: a node of an
-   * earlier version (a blue-green upgrade's other half) reads them. Not gathered for longer: over
-   * 5 ms a connect cost the cluster half as much, but a client reconnecting to another node
-   * right after connecting then found no session there (README Performance).
+   * Registry changes not yet sent, by client id: the claim's `at`, or null for a discard; the
+   * last change of a client wins. Sent together (one link frame per peer) at the end of the turn
+   * when none left in the last REGISTRY_WINDOW_MS, else when that window ends. Still as
+   * Reg/Unreg: a node of an earlier version (a blue-green upgrade's other half) reads them.
    */
   private readonly regOut = new Map<string, number | null>();
   private regScheduled = false;
+  /** When the last registry changes were sent (ms). */
+  private regSentAt = 0;
+  /**
+   * Connections whose output (CONNACK first) waits for their session's claim to be sent
+   * (holdConnack): a client that hears CONNACK and at once reconnects to another node must find
+   * its session known there, however long the window.
+   */
+  private held: HeldOutput[] = [];
   readonly rpc: Rpc;
   readonly takeover: Takeover;
   private readonly membership: Membership;
@@ -135,6 +147,8 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
   }
 
   async stop(): Promise<void> {
+    // What waits for the window leaves now, and no connection stays held.
+    this.flushRegistry();
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     this.takeover.close();
@@ -318,27 +332,44 @@ export class Cluster implements ClusterBridge, MembershipHost, MeshHost {
     if (this.registry.release(clientId)) this.queueReg(clientId, null);
   }
 
+  holdConnack(clientId: string, output: HeldOutput): void {
+    if (!this.regOut.has(clientId)) return; // no peer to tell
+    output.hold();
+    this.held.push(output);
+  }
+
   private queueReg(clientId: string, at: number | null): void {
     // No peer to tell: one that links up later gets the whole registry in its RegSync.
     if (!this.hasLinks()) return;
     this.regOut.set(clientId, at);
     if (this.regScheduled) return;
     this.regScheduled = true;
-    setImmediate(flushRegistry, this);
+    const wait = this.regSentAt + REGISTRY_WINDOW_MS - Date.now();
+    if (wait <= 0) setImmediate(flushRegistry, this);
+    else setTimeout(flushRegistry, wait, this);
   }
 
-  /** @internal Sends this turn's registry changes (setImmediate callback). */
+  /**
+   * @internal Sends the registry changes now (setImmediate or timer callback; and at stop), each
+   * peer's frame written before the connections waiting for it are released.
+   */
   flushRegistry(): void {
     this.regScheduled = false;
-    if (this.regOut.size === 0) return;
-    const changes = this.regOut.size;
-    // A peer whose link comes up later gets the registry itself in its RegSync (sendState).
-    if (this.hasLinks()) {
-      for (const [clientId, at] of this.regOut) this.broadcast(at === null ? [Msg.Unreg, clientId] : [Msg.Reg, clientId, at]);
-      this.stats.registryChanges += changes;
-      this.stats.registryBatches++;
+    if (this.regOut.size > 0) {
+      // A peer whose link comes up later gets the registry itself in its RegSync (sendState).
+      if (this.hasLinks()) {
+        for (const [clientId, at] of this.regOut) this.broadcast(at === null ? [Msg.Unreg, clientId] : [Msg.Reg, clientId, at]);
+        this.mesh.flush();
+        this.stats.registryChanges += this.regOut.size;
+        this.stats.registryBatches++;
+        this.regSentAt = Date.now();
+      }
+      this.regOut.clear();
     }
-    this.regOut.clear();
+    if (this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
+    for (const output of held) output.release();
   }
 
   private hasLinks(): boolean {

@@ -221,7 +221,7 @@ export class Link {
     }
   }
 
-  /** @internal Writes the batch of this turn (setImmediate callback). */
+  /** Writes what is queued now: the setImmediate callback, or a sender that cannot wait (Mesh.flush). */
   flush(): void {
     this.scheduled = false;
     if (this.out.length === 0 || this.phase !== Phase.Up) return;

@@ -310,4 +310,9 @@ export class Mesh implements LinkHandler {
   broadcast(message: LinkMessage): void {
     for (const m of this.members.values()) if (m.link !== null) m.link.send(message);
   }
+
+  /** Writes what every link has queued now, not at the end of the turn. */
+  flush(): void {
+    for (const m of this.members.values()) if (m.link !== null) m.link.flush();
+  }
 }

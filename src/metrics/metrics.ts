@@ -158,7 +158,7 @@ export class Metrics {
     });
     this.counter('tidemq_cluster_forwards_dropped_total', 'QoS 0 forwards dropped because the link to the peer was over half cluster.max_link_backlog', () => cluster.stats.forwardsDropped);
     this.counter('tidemq_cluster_registry_changes_total', 'Client registry changes (sessions opened or discarded here) announced to the other nodes', () => cluster.stats.registryChanges);
-    this.counter('tidemq_cluster_registry_batches_total', 'Event-loop turns whose registry changes went out together (changes per batch: the coalescing)', () => cluster.stats.registryBatches);
+    this.counter('tidemq_cluster_registry_batches_total', 'Batches in which registry changes went out to the other nodes together (changes per batch: the coalescing)', () => cluster.stats.registryBatches);
     this.counter('tidemq_cluster_link_backlog_failures_total', 'Cluster links closed as failed because a QoS 1/2 forward found them over cluster.max_link_backlog', () => cluster.stats.backlogFailures);
     this.counter('tidemq_cluster_handshake_refusals_total', 'Cluster link handshakes failed, by reason (bad_cookie, timeout, frame_too_large, too_many_pending, tls, ...)', ['reason'], (emit) => {
       for (const [reason, n] of cluster.stats.refusals) emit({ reason }, n);

@@ -5,6 +5,7 @@
 import type mqttPacket from 'mqtt-packet';
 import t, { type Test } from 'tap';
 import type { Broker } from '../../src/broker/broker.js';
+import type { ClusterBridge, HeldOutput } from '../../src/broker/cluster-bridge.js';
 import { Protocol } from '../../src/broker/protocol.js';
 import { TimerWheel } from '../../src/broker/timer-wheel.js';
 import { defaultConfig } from '../../src/config/schema.js';
@@ -160,6 +161,61 @@ t.test('offline queue: bounded by max_queued, QoS 0 dropped first, redelivered w
   back.protocol.transportClosed();
   const again = connect(broker, 'queue-sub', 5, { clean: false, properties: { sessionExpiryInterval: 60 } });
   t.match(again.transport.take()[0], { cmd: 'publish', dup: true, topic: 'q/1' });
+});
+
+/** A cluster of one peer as the broker sees it: claims wait for announce(), nothing is remote. */
+class AnnouncingBridge implements ClusterBridge {
+  readonly waiting: HeldOutput[] = [];
+  routeAdded(): void {}
+  routeRemoved(): void {}
+  planRemote(): void {}
+  forward(): number {
+    return 0;
+  }
+  retained(): void {}
+  sessionOpened(): void {}
+  sessionDiscarded(): void {}
+  holdConnack(_clientId: string, output: HeldOutput): void {
+    output.hold();
+    this.waiting.push(output);
+  }
+  pullSession(): null {
+    return null;
+  }
+  /** The peers were sent the claims: the connections waiting for that go on. */
+  announce(): void {
+    for (const output of this.waiting.splice(0)) output.release();
+  }
+}
+
+t.test('in a cluster, CONNACK and the session\'s queued messages wait until the peers are sent its claim, then leave in order', async (t) => {
+  const { broker } = clockedBroker();
+  const bridge = new AnnouncingBridge();
+  broker.cluster = bridge;
+  const sub = new FakeTransport(5);
+  const subProtocol = new Protocol(broker, sub, Date.now());
+  subProtocol.receive(connectBytes('held-sub', 5, { properties: { sessionExpiryInterval: 60 } }));
+  t.same(sub.take(), [], 'no CONNACK before the announcement');
+  bridge.announce();
+  t.match(sub.take(), [{ cmd: 'connack', sessionPresent: false }]);
+  subProtocol.receive(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'h/#', qos: 1 }] }, 5));
+  t.match(sub.take(), [{ cmd: 'suback', granted: [1] }], 'connected: written straight out');
+  subProtocol.receive(bytes({ cmd: 'disconnect', reasonCode: 0 }, 5));
+
+  const pub = new Protocol(broker, new FakeTransport(5), Date.now());
+  pub.receive(connectBytes('held-pub', 5));
+  bridge.announce();
+  for (const [i, payload] of ['one', 'two'].entries()) {
+    pub.receive(bytes({ cmd: 'publish', topic: 'h/1', payload: Buffer.from(payload), qos: 1, messageId: i + 1, retain: false, dup: false }, 5));
+  }
+
+  const back = new FakeTransport(5);
+  new Protocol(broker, back, Date.now()).receive(connectBytes('held-sub', 5, { clean: false, properties: { sessionExpiryInterval: 60 } }));
+  t.same(back.take(), [], 'neither CONNACK nor the queued messages before the announcement');
+  bridge.announce();
+  const packets = back.take();
+  t.match(packets[0], { cmd: 'connack', sessionPresent: true });
+  t.same(packets.slice(1).map((p) => (p.cmd === 'publish' ? p.payload.toString() : p.cmd)), ['one', 'two'], 'then the queued messages');
 });
 
 t.test('session expiry: a 5.0 session with expiry 2 is gone after 3 s, there after 1 s', async (t) => {

@@ -20,12 +20,26 @@ export class FakeTransport implements Transport {
     });
   }
 
+  /** Output kept by hold() until release(); null when not held. */
+  held: Buffer[] | null = null;
+
   write(buf: Buffer): void {
-    this.parser.parse(buf);
+    if (this.held !== null) this.held.push(Buffer.from(buf));
+    else this.parser.parse(buf);
   }
 
   writePublish(header: Buffer, payload: Buffer): void {
-    this.parser.parse(Buffer.concat([header, payload]));
+    this.write(Buffer.concat([header, payload]));
+  }
+
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const buf of held) this.parser.parse(buf);
   }
 
   destroyed = false;

@@ -39,6 +39,8 @@ export interface StartNodeOptions {
   mqttPort?: number;
   mgmtPort?: number;
   clusterPort?: number;
+  /** The WebSocket listener's port; any free one (0) by default. */
+  wsPort?: number;
 }
 
 let nodeCount = 0;
@@ -67,7 +69,8 @@ export async function startNode(t: Test, opts: StartNodeOptions = {}): Promise<N
     '--mqtt-port', String(mqttPort),
     '--mgmt-port', String(mgmtPort),
     '--cluster-port', String(clusterPort),
-    '--ws-port', '0', // WebSocket is on by default: any free port, so parallel nodes do not collide on 8083
+    // WebSocket is on by default: any free port unless given, so parallel nodes do not collide on 8083.
+    '--ws-port', String(opts.wsPort ?? 0),
     '--data-dir', dataDir,
     ...(opts.args ?? []),
   ];

@@ -4,12 +4,13 @@
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import t from 'tap';
 import { Broker } from '../../src/broker/broker.js';
-import { Protocol, type Transport } from '../../src/broker/protocol.js';
+import { Protocol } from '../../src/broker/protocol.js';
 import { DropReason } from '../../src/broker/stats.js';
 import { defaultConfig } from '../../src/config/schema.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { bytes, connectBytes } from '../broker/support.js';
 import { testBroker } from '../helpers/broker.js';
+import { FakeTransport } from '../helpers/fake-transport.js';
 
 /** A memory store whose flushes complete when the test says so, counted. */
 class GatedStore extends MemoryStore {
@@ -26,38 +27,14 @@ class GatedStore extends MemoryStore {
   }
 }
 
-class Wire implements Transport {
-  readonly packets: Packet[] = [];
-  readonly remoteAddress = '127.0.0.1';
-  readonly backlog = 0;
-  private readonly parser;
-  constructor(version: 4 | 5) {
-    this.parser = mqttPacket.parser({ protocolVersion: version });
-    this.parser.on('packet', (p: Packet) => this.packets.push(p));
-  }
-  write(buf: Buffer): void {
-    this.parser.parse(buf);
-  }
-  writePublish(header: Buffer, payload: Buffer): void {
-    this.parser.parse(Buffer.concat([header, payload]));
-  }
-  end(): void {}
-  destroy(): void {}
-  pause(): void {}
-  resume(): void {}
-  take(): Packet[] {
-    return this.packets.splice(0);
-  }
-}
-
 function newBroker(store: MemoryStore, maxQueued = 1000): Broker {
   const config = defaultConfig();
   config.mqtt.max_queued = maxQueued;
   return testBroker({ config, store });
 }
 
-function connect(broker: Broker, clientId: string, version: 4 | 5, extra: Partial<mqttPacket.IConnectPacket> = {}): { p: Protocol; w: Wire } {
-  const w = new Wire(version);
+function connect(broker: Broker, clientId: string, version: 4 | 5, extra: Partial<mqttPacket.IConnectPacket> = {}): { p: Protocol; w: FakeTransport } {
+  const w = new FakeTransport(version);
   const p = new Protocol(broker, w, Date.now());
   p.receive(connectBytes(clientId, version, extra));
   return { p, w };
