@@ -2,7 +2,8 @@
 // the link mesh (mesh.ts), membership (membership.ts), forwarding and retained replication
 // (forwarding.ts), the client registry (registry.ts), RPCs and takeover. It dispatches what links
 // receive and sends a peer our state when its link comes up. It is the broker's ClusterBridge;
-// everything it sends to one peer in one event-loop turn leaves as one frame.
+// everything it sends to one peer in one event-loop turn leaves as one frame, except the
+// registry's changes: gathered over up to REGISTRY_WINDOW_MS, then written at once.
 import type { Logger } from 'pino';
 import type { Broker } from '../broker/broker.js';
 import type { ClusterBridge, HeldOutput, RemotePlan } from '../broker/cluster-bridge.js';
@@ -35,7 +36,7 @@ const TICK_MS = 500;
  * frame per window, not one per connect (README Performance, The client registry). After a quiet
  * window they leave at the end of the turn.
  */
-export const REGISTRY_WINDOW_MS = 2;
+const REGISTRY_WINDOW_MS = 2;
 
 function flushRegistry(cluster: Cluster): void {
   cluster.flushRegistry();

@@ -20,11 +20,11 @@ export class FakeTransport implements Transport {
     });
   }
 
-  /** Output kept by hold() until release(); null when not held. */
+  /** Output kept by hold() until release(), by reference as a corked socket keeps it; null when not held. */
   held: Buffer[] | null = null;
 
   write(buf: Buffer): void {
-    if (this.held !== null) this.held.push(Buffer.from(buf));
+    if (this.held !== null) this.held.push(buf);
     else this.parser.parse(buf);
   }
 
